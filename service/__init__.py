@@ -1,0 +1,1 @@
+"""The serving half: onnxruntime behind FastAPI. Never imports torch."""

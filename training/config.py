@@ -1,0 +1,185 @@
+"""Training configuration as data: validated once, loadable from a file, overridable per field.
+
+Defaults document the paper's setting (Ma et al., KDD 2018) where it gives one. Every model is
+strict: an unknown key or an out-of-range value is an error that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.contract import MODEL_NAME_PATTERN
+
+
+class ConfigError(ValueError):
+    """A configuration the user gave is wrong; the message says which field and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class SyntheticDataConfig(_Strict):
+    kind: Literal["synthetic"] = Field("synthetic", description="data source")
+    input_dim: int = Field(100, ge=2, le=100_000, description="d, the number of input features")
+    num_tasks: int = Field(2, ge=2, le=64, description="T, tasks; every pair has correlation p")
+    correlation: float = Field(
+        0.5, ge=-1.0, le=1.0, description="p, the cosine between task weight vectors"
+    )
+    scale: float = Field(1.0, gt=0.0, description="c, the norm of each task weight vector")
+    num_sinusoids: int = Field(5, ge=0, le=1000, description="m, the number of sine terms")
+    alphas: list[float] | None = Field(
+        None, description="α_1..α_m (default: drawn from N(0,1) with sinusoid_seed)"
+    )
+    betas: list[float] | None = Field(
+        None, description="β_1..β_m (default: drawn from N(0,1) with sinusoid_seed)"
+    )
+    sinusoid_seed: int = Field(0, ge=0, description="seed for α and β when not given")
+    noise_std: float = Field(0.1, ge=0.0, description="std of ε_k (paper: variance 0.01)")
+    train_size: int = Field(10_000, ge=1, description="training rows")
+    validation_size: int = Field(1_000, ge=1, description="validation rows (early stopping)")
+    test_size: int = Field(1_000, ge=1, description="held-out test rows (card metrics)")
+    seed: int = Field(0, ge=0, description="seed for weight vectors, features and noise")
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> SyntheticDataConfig:
+        for name in ("alphas", "betas"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.num_sinusoids:
+                raise ValueError(
+                    f"{name} has {len(values)} values but num_sinusoids is {self.num_sinusoids}"
+                )
+        if self.input_dim < self.num_tasks:
+            raise ValueError(f"input_dim ({self.input_dim}) must be >= num_tasks")
+        if self.correlation < -1.0 / (self.num_tasks - 1):
+            raise ValueError(
+                f"correlation {self.correlation} is impossible for {self.num_tasks} tasks "
+                f"(every pair needs p >= {-1.0 / (self.num_tasks - 1):.4g})"
+            )
+        return self
+
+    @property
+    def task_names(self) -> list[str]:
+        return [f"task_{k + 1}" for k in range(self.num_tasks)]
+
+
+class ModelConfig(_Strict):
+    architecture: Literal["mmoe", "omoe", "shared_bottom"] = Field(
+        "mmoe", description="mmoe (one gate per task), omoe (one shared gate), shared_bottom"
+    )
+    num_experts: int = Field(8, ge=1, le=1024, description="experts (MMoE/OMoE)")
+    expert_units: int = Field(16, ge=1, description="hidden units of each expert")
+    tower_units: int = Field(8, ge=1, description="hidden units of each task tower")
+    bottom_units: int = Field(
+        113, ge=1, description="Shared-Bottom hidden units (113 matches MMoE's parameter count)"
+    )
+
+
+class TrainConfig(_Strict):
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Adam learning rate")
+    batch_size: int = Field(128, ge=1, description="rows per gradient step")
+    epochs: int = Field(100, ge=1, description="maximum epochs")
+    patience: int = Field(
+        10, ge=1, description="stop after this many epochs without validation improvement"
+    )
+    min_delta: float = Field(0.0, ge=0.0, description="smallest validation-loss gain that counts")
+    loss_weights: list[float] | None = Field(
+        None, description="per-task loss weights (default: 1 for every task)"
+    )
+    seed: int = Field(0, ge=0, description="seed for initialisation and batch order")
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _non_negative(cls, weights: list[float] | None) -> list[float] | None:
+        if weights is not None and any(w < 0 for w in weights):
+            raise ValueError("loss weights must be >= 0")
+        return weights
+
+
+class ExportConfig(_Strict):
+    name: str = Field("mmoe-synthetic", description="model name: models/<name>/<version>/")
+    version: int | None = Field(None, ge=1, description="version (default: latest + 1)")
+    models_dir: Path = Field(Path("models"), description="model repository root")
+    overwrite: bool = Field(False, description="replace an existing version")
+    rtol: float = Field(1e-4, gt=0.0, description="validation: relative tolerance")
+    atol: float = Field(1e-5, gt=0.0, description="validation: absolute tolerance")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not MODEL_NAME_PATTERN.match(name):
+            raise ValueError(
+                "must be 1-64 characters of lowercase letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return name
+
+
+class RunConfig(_Strict):
+    data: SyntheticDataConfig = Field(default_factory=SyntheticDataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _loss_weights_per_task(self) -> RunConfig:
+        weights = self.train.loss_weights
+        if weights is not None and len(weights) != self.data.num_tasks:
+            raise ValueError(
+                f"train.loss_weights has {len(weights)} values for {self.data.num_tasks} tasks"
+            )
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem: the dotted field name, what is wrong, and the value given."""
+    lines = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        given = problem.get("input")
+        suffix = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        lines.append(f"{location}: {message}{suffix}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def build_config(raw: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A JSON or TOML file holding (part of) a RunConfig."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix[1:].upper()}: {error}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold an object at the top level")
+    return raw
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `override` into a copy of `base`."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

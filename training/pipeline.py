@@ -1,0 +1,153 @@
+"""One training run end to end: data → model → training → held-out metrics → validated export."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from service.contract import CARD_FILE, MODEL_FILE, ONNX_OPSET, gate_count
+from service.model_card import ExpertSpec, InputSpec, ModelCard, OnnxSpec, TaskSpec
+from training import synthetic
+from training.config import RunConfig
+from training.export import InferenceGraph, expected_signature, export_onnx, validate_export
+from training.metrics import task_metrics
+from training.models import build_model, count_parameters
+from training.publish import next_version, publish_version
+from training.trainer import TensorSplit, TrainingResult, seed_everything, train
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_RANDOM_ROWS = 256
+
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    card: ModelCard
+
+
+def run(config: RunConfig, show_progress: bool = True) -> RunResult:
+    started = time.perf_counter()
+    data = synthetic.generate(config.data)
+    task_names = config.data.task_names
+    task_types = ["regression"] * len(task_names)
+
+    seed_everything(config.train.seed)
+    model = build_model(config.model, config.data.input_dim, len(task_names))
+    model.normalizer.fit(torch.from_numpy(data.train.features))
+    result = train(
+        model,
+        TensorSplit.from_numpy(data.train.features, data.train.labels),
+        TensorSplit.from_numpy(data.validation.features, data.validation.labels),
+        task_types,
+        config.train,
+        show_progress=show_progress,
+    )
+    graph = InferenceGraph(model, task_types)
+    metrics = {
+        split_name: _split_metrics(graph, split, task_names, task_types)
+        for split_name, split in (("validation", data.validation), ("test", data.test))
+    }
+    for task, values in metrics["test"].items():
+        logger.info("test %s: %s", task, values)
+
+    export = config.export
+    version = export.version or next_version(export.models_dir, export.name)
+    card = ModelCard(
+        name=export.name,
+        version=version,
+        architecture=config.model.architecture,
+        tasks=[TaskSpec(name=n, type=t) for n, t in zip(task_names, task_types, strict=True)],
+        input=InputSpec(
+            name="features",
+            dim=config.data.input_dim,
+            feature_names=[f"x_{i + 1}" for i in range(config.data.input_dim)],
+        ),
+        experts=_expert_spec(config, len(task_names)),
+        onnx=OnnxSpec(
+            file=MODEL_FILE, opset=ONNX_OPSET, outputs=expected_signature(graph, len(task_names))
+        ),
+        parameters=count_parameters(model),
+        metrics=metrics,
+        data=data.description(),
+        training=_training_record(config, result, time.perf_counter() - started),
+        software=_software_versions(),
+        created_at=datetime.now(UTC).replace(microsecond=0),
+    )
+    validation_inputs = {
+        "held-out": data.test.features,
+        "random": np.random.default_rng(config.train.seed)
+        .normal(0.0, 3.0, (VALIDATION_RANDOM_ROWS, config.data.input_dim))
+        .astype(np.float32),
+        "single-row": data.test.features[:1],
+    }
+
+    def write(directory: Path) -> None:
+        onnx_path = directory / MODEL_FILE
+        export_onnx(graph, config.data.input_dim, onnx_path, card.embedded().model_dump_json())
+        validate_export(
+            onnx_path, graph, validation_inputs, card.onnx.outputs, export.rtol, export.atol
+        )
+        digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+        onnx_spec = card.onnx.model_copy(update={"sha256": digest})
+        final_card = card.model_copy(update={"onnx": onnx_spec})
+        (directory / CARD_FILE).write_text(final_card.model_dump_json(indent=2) + "\n")
+
+    path = publish_version(export.models_dir, export.name, version, write, export.overwrite)
+    final_card = ModelCard.model_validate_json((path / CARD_FILE).read_text())
+    logger.info("exported %s version %d to %s", export.name, version, path)
+    return RunResult(path, final_card)
+
+
+def _split_metrics(
+    graph: InferenceGraph, split: synthetic.SyntheticSplit, names: list[str], types: list[str]
+) -> dict[str, dict[str, float | None]]:
+    predictions = graph.reference_outputs(split.features)["predictions"]
+    return {
+        name: task_metrics(kind, split.labels[:, k], predictions[:, k])
+        for k, (name, kind) in enumerate(zip(names, types, strict=True))
+    }
+
+
+def _expert_spec(config: RunConfig, num_tasks: int) -> ExpertSpec:
+    model = config.model
+    if model.architecture == "shared_bottom":
+        return ExpertSpec(count=0, units=model.bottom_units, gates=0)
+    gates = gate_count(model.architecture, num_tasks)
+    return ExpertSpec(count=model.num_experts, units=model.expert_units, gates=gates)
+
+
+def _training_record(config: RunConfig, result: TrainingResult, seconds: float) -> dict:
+    return {
+        "model": config.model.model_dump(),
+        "train": config.train.model_dump(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "best_validation_loss": result.best_validation_loss,
+        "seconds": round(seconds, 2),
+        "history": [
+            {k: record[k] for k in ("epoch", "train_loss", "validation_loss")}
+            for record in result.history
+        ],
+    }
+
+
+def _software_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }

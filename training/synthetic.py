@@ -1,0 +1,123 @@
+"""The synthetic multi-task regression data of Ma et al. (KDD 2018), section 5.1.
+
+    u_1 ⟂ u_2 unit vectors in R^d,  w_1 = c·u_1,  w_2 = c·(p·u_1 + sqrt(1 - p²)·u_2)
+    x ~ N(0, I_d),  y_k = w_kᵀx + Σ_{i=1..m} sin(α_i·w_kᵀx + β_i) + ε_k,  ε_k ~ N(0, σ²)
+
+so cos(w_1, w_2) = p sets how related the tasks are. With T > 2 tasks every pair has cosine p:
+the weight vectors are c·U·L, where U holds T orthonormal columns and L is the Cholesky factor of
+the T×T matrix with ones on the diagonal and p elsewhere. For T = 2 that is exactly the paper's
+construction. Pure numpy: the experiments and the tests share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.config import SyntheticDataConfig
+
+
+@dataclass(frozen=True)
+class SyntheticTaskWeights:
+    """The hidden structure behind one synthetic data set."""
+
+    basis: np.ndarray  # (d, T) orthonormal columns u_1..u_T
+    task_weights: np.ndarray  # (T, d) rows w_1..w_T
+    alphas: np.ndarray  # (m,)
+    betas: np.ndarray  # (m,)
+
+
+@dataclass(frozen=True)
+class SyntheticSplit:
+    features: np.ndarray  # (n, d) float32
+    labels: np.ndarray  # (n, T) float32
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    train: SyntheticSplit
+    validation: SyntheticSplit
+    test: SyntheticSplit
+    weights: SyntheticTaskWeights
+    config: SyntheticDataConfig
+
+    def description(self) -> dict:
+        """Everything needed to regenerate this data set, with the exact α and β used."""
+        return {
+            "kind": "synthetic",
+            **self.config.model_dump(),
+            "alphas": self.weights.alphas.tolist(),
+            "betas": self.weights.betas.tolist(),
+        }
+
+
+def correlated_cholesky(num_tasks: int, correlation: float) -> np.ndarray:
+    """Lower-triangular L with L Lᵀ = the matrix with ones on the diagonal and `correlation` off it.
+
+    Works for the semi-definite edge cases (p = 1, or p = -1/(T-1)), where numpy's cholesky fails.
+    """
+    target = np.full((num_tasks, num_tasks), correlation, dtype=np.float64)
+    np.fill_diagonal(target, 1.0)
+    factor = np.zeros_like(target)
+    for row in range(num_tasks):
+        for col in range(row + 1):
+            partial = target[row, col] - factor[row, :col] @ factor[col, :col]
+            if row == col:
+                factor[row, col] = np.sqrt(max(partial, 0.0))
+            elif factor[col, col] > 1e-12:
+                factor[row, col] = partial / factor[col, col]
+    return factor
+
+
+def sinusoid_parameters(config: SyntheticDataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """α and β: given explicitly in the config, or drawn once from N(0, 1) with their own seed."""
+    rng = np.random.default_rng(config.sinusoid_seed)
+    alphas = rng.standard_normal(config.num_sinusoids)
+    betas = rng.standard_normal(config.num_sinusoids)
+    if config.alphas is not None:
+        alphas = np.asarray(config.alphas, dtype=np.float64)
+    if config.betas is not None:
+        betas = np.asarray(config.betas, dtype=np.float64)
+    return alphas, betas
+
+
+def draw_task_weights(
+    config: SyntheticDataConfig, rng: np.random.Generator
+) -> SyntheticTaskWeights:
+    gaussian = rng.standard_normal((config.input_dim, config.num_tasks))
+    basis, upper = np.linalg.qr(gaussian)  # (d, T) orthonormal columns
+    basis = basis * np.sign(np.diag(upper))  # make the draw unique
+    mixing = correlated_cholesky(config.num_tasks, config.correlation)  # (T, T)
+    task_weights = config.scale * (basis @ mixing.T).T  # (T, d): w_k = c · Σ_j L_kj u_j
+    alphas, betas = sinusoid_parameters(config)
+    return SyntheticTaskWeights(basis, task_weights, alphas, betas)
+
+
+def synthetic_labels(
+    features: np.ndarray,
+    weights: SyntheticTaskWeights,
+    noise_std: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    projections = features @ weights.task_weights.T  # (n, T): w_kᵀx
+    phases = projections[..., None] * weights.alphas + weights.betas  # (n, T, m)
+    labels = projections + np.sin(phases).sum(axis=-1)
+    labels += noise_std * rng.standard_normal(labels.shape)
+    return labels
+
+
+def generate(config: SyntheticDataConfig) -> SyntheticDataset:
+    """Draw weights, then train/validation/test rows, from `config.seed`: same seed, same data."""
+    rng = np.random.default_rng(config.seed)
+    weights = draw_task_weights(config, rng)
+
+    def split(rows: int) -> SyntheticSplit:
+        features = rng.standard_normal((rows, config.input_dim))
+        labels = synthetic_labels(features, weights, config.noise_std, rng)
+        return SyntheticSplit(features.astype(np.float32), labels.astype(np.float32))
+
+    train = split(config.train_size)
+    validation = split(config.validation_size)
+    test = split(config.test_size)
+    return SyntheticDataset(train, validation, test, weights, config)
