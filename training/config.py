@@ -140,13 +140,13 @@ def describe_validation_error(error: ValidationError) -> str:
     """One line per problem: the dotted field name, what is wrong, and the value given."""
     lines = []
     for problem in error.errors():
-        location = ".".join(str(part) for part in problem["loc"]) or "config"
+        location = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
         given = problem.get("input")
         suffix = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-        lines.append(f"{location}: {message}{suffix}")
+        lines.append(f"{location}: {message}{suffix}" if location else message + suffix)
     return "invalid config: " + "; ".join(lines)
 
 

@@ -34,6 +34,7 @@ VALIDATION_RANDOM_ROWS = 256
 class RunResult:
     path: Path
     card: ModelCard
+    graph: InferenceGraph  # the trained PyTorch model as exported
 
 
 def run(config: RunConfig, show_progress: bool = True) -> RunResult:
@@ -106,7 +107,7 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
     path = publish_version(export.models_dir, export.name, version, write, export.overwrite)
     final_card = ModelCard.model_validate_json((path / CARD_FILE).read_text())
     logger.info("exported %s version %d to %s", export.name, version, path)
-    return RunResult(path, final_card)
+    return RunResult(path, final_card, graph)
 
 
 def _split_metrics(
