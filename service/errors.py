@@ -1,0 +1,102 @@
+"""Every error the service answers with: an exception class carrying its HTTP status and code.
+
+One JSON shape for all of them, built by `error_body`:
+
+    {"error": {"code": "...", "message": "...", "details": {...} | null, "request_id": "..."}}
+
+Handlers raise these; they know nothing of HTTP beyond the status number they carry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base class: an error with a status, a stable machine-readable code and a human message."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequestError(ServiceError):
+    """The request as a whole is wrong: not JSON, not an object, a field of the wrong type."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class InvalidJsonError(InvalidRequestError):
+    code = "invalid_json"
+
+
+class EmptyInstancesError(InvalidRequestError):
+    code = "empty_instances"
+
+
+class InvalidInstanceError(InvalidRequestError):
+    """One instance is wrong; subclasses say how and `details` say which instance."""
+
+    code = "invalid_instance"
+
+
+class WrongFeatureCountError(InvalidInstanceError):
+    code = "wrong_feature_count"
+
+
+class NonNumericFeatureError(InvalidInstanceError):
+    code = "non_numeric_feature"
+
+
+class NonFiniteFeatureError(InvalidInstanceError):
+    code = "non_finite_feature"
+
+
+class UnknownFeaturesError(InvalidInstanceError):
+    code = "unknown_features"
+
+
+class MissingFeaturesError(InvalidInstanceError):
+    code = "missing_features"
+
+
+class TooManyInstancesError(ServiceError):
+    status = 413
+    code = "too_many_instances"
+
+
+class PayloadTooLargeError(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ModelNotFoundError(ServiceError):
+    status = 404
+    code = "model_not_found"
+
+
+class NotReadyError(ServiceError):
+    status = 503
+    code = "not_ready"
+
+
+class ModelLoadError(RuntimeError):
+    """A model version cannot be served: the start-up fails with this message."""
+
+
+class ProviderUnavailableError(ModelLoadError):
+    """The execution provider asked for is not available in this onnxruntime build."""
+
+
+def error_body(
+    code: str, message: str, details: Any = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """The one JSON shape of every 4xx and 5xx response."""
+    return {
+        "error": {"code": code, "message": message, "details": details, "request_id": request_id}
+    }

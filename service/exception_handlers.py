@@ -1,0 +1,61 @@
+"""Map every exception a request can raise onto the one error shape (`service.errors`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from service.errors import ServiceError, error_body
+from service.middleware import request_id_of
+from service.responses import encode
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: object = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = error_body(code, message, details, request_id_of(request.scope))
+    return Response(encode(body), status, headers=headers, media_type="application/json")
+
+
+async def service_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ServiceError)
+    return error_response(request, error.status, error.code, error.message, error.details)
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own errors: unknown routes (404), wrong methods (405), and any other."""
+    assert isinstance(error, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if error.status_code == 404:
+        code, message = "not_found", f"no route for {where}; the API is described at /docs"
+    elif error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        code = "method_not_allowed"
+        message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    else:
+        code, message = f"http_{error.status_code}", str(error.detail)
+    return error_response(request, error.status_code, code, message, None, error.headers)
+
+
+async def validation_error(request: Request, error: Exception) -> Response:
+    """FastAPI's parameter validation, in the same shape."""
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {"location": [str(part) for part in item["loc"]], "message": item["msg"]}
+        for item in error.errors()
+    ]
+    message = "; ".join(f"{'.'.join(p['location'])}: {p['message']}" for p in problems)
+    return error_response(request, 422, "invalid_request", f"invalid request: {message}", problems)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -1,0 +1,77 @@
+"""Request ids, and the last line of defence against unexpected exceptions.
+
+Every response carries `X-Request-ID` (the client's own, when it sent a sane one). An exception
+that escapes a route is logged with its traceback and request id, and the client gets the one
+error shape with that id: a 500 never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_body
+from service.responses import encode
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(scope: Scope) -> str | None:
+    return scope.get("state", {}).get("request_id")
+
+
+class RequestIdMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware): assigns the id and turns crashes into a JSON 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception(
+                "unhandled error in %s %s (request id %s)",
+                scope["method"],
+                scope["path"],
+                request_id,
+            )
+            if response_started:
+                raise
+            body = error_body(
+                "internal_error",
+                f"the server failed to answer this request; it is logged under request id "
+                f"{request_id}: quote it when reporting the problem",
+                None,
+                request_id,
+            )
+            response = Response(
+                encode(body),
+                status_code=500,
+                media_type="application/json",
+                headers={REQUEST_ID_HEADER: request_id},
+            )
+            await response(scope, receive, send)

@@ -1,0 +1,121 @@
+"""A served model version: its verified card, its onnxruntime session, and one inference call."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service import artifact
+from service.contract import INPUT_FEATURES, MODEL_FILE, OUTPUT_GATES, OUTPUT_PREDICTIONS
+from service.errors import ModelLoadError
+from service.model_card import ModelCard
+from service.runtime import OnnxSession, RuntimeOptions
+
+logger = logging.getLogger(__name__)
+
+GATE_SUM_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """One inference: predictions [batch, T]; gates [batch, G, E] when asked for and present."""
+
+    predictions: np.ndarray
+    gates: np.ndarray | None
+
+
+class ServedModel:
+    """One model version ready to answer: card checked against file and graph, warm-up passed."""
+
+    def __init__(self, card: ModelCard, session: OnnxSession, path: Path) -> None:
+        self.card = card
+        self.session = session
+        self.path = path
+        self.name = card.name
+        self.version = card.version
+        self.input_dim = card.input.dim
+        self.task_names = card.task_names
+        self.feature_names = card.input.feature_names
+        self.has_gates = card.experts.gates > 0
+
+    @classmethod
+    def load(cls, directory: Path, options: RuntimeOptions) -> ServedModel:
+        """Load `<models>/<name>/<version>/`, verify it, and run one warm-up inference."""
+        source = str(directory)
+        card = artifact.read_card(directory)
+        artifact.verify_location(card, directory.parent.name, int(directory.name), source)
+        model_path = directory / card.onnx.file
+        if card.onnx.file != MODEL_FILE:
+            raise ModelLoadError(
+                f"{source}: the card names the file {card.onnx.file!r}, the contract {MODEL_FILE!r}"
+            )
+        try:
+            model_bytes = model_path.read_bytes()
+        except OSError as error:
+            raise ModelLoadError(f"{model_path}: cannot read the model: {error.strerror}") from None
+        artifact.verify_sha256(card, model_bytes, str(model_path))
+        session = OnnxSession(model_bytes, str(model_path), options)
+        artifact.verify_embedded_card(card, session.metadata, str(model_path))
+        artifact.verify_signature(card, session.inputs, session.outputs, str(model_path))
+        model = cls(card, session, directory)
+        model.warm_up()
+        logger.info(
+            "loaded %s version %d (%s, %d tasks) on %s from %s",
+            model.name,
+            model.version,
+            card.architecture,
+            len(card.tasks),
+            session.provider,
+            directory,
+        )
+        return model
+
+    def predict(self, features: np.ndarray, return_gates: bool = True) -> ModelOutputs:
+        """features: float32 [batch, d] -> outputs. Blocking; call it off the event loop."""
+        want_gates = return_gates and self.has_gates
+        names = [OUTPUT_PREDICTIONS, OUTPUT_GATES] if want_gates else [OUTPUT_PREDICTIONS]
+        outputs = self.session.run(names, {INPUT_FEATURES: features})
+        return ModelOutputs(predictions=outputs[0], gates=outputs[1] if want_gates else None)
+
+    def warm_up(self) -> None:
+        """One inference on a zero row: it must run and give well-formed, finite outputs."""
+        source = str(self.path)
+        try:
+            outputs = self.predict(np.zeros((1, self.input_dim), dtype=np.float32))
+        except Exception as error:  # onnxruntime raises its own untyped pybind errors
+            raise ModelLoadError(f"{source}: the warm-up inference failed: {error}") from None
+        expected = (1, len(self.task_names))
+        if outputs.predictions.shape != expected or not np.isfinite(outputs.predictions).all():
+            raise ModelLoadError(
+                f"{source}: warm-up predictions have shape {outputs.predictions.shape} "
+                f"(expected {expected}) or are not finite"
+            )
+        if outputs.gates is not None:
+            sums = outputs.gates.sum(axis=-1)
+            if not np.allclose(sums, 1.0, atol=GATE_SUM_TOLERANCE):
+                raise ModelLoadError(f"{source}: warm-up gate rows sum to {sums.tolist()}, not 1")
+
+    @property
+    def provider(self) -> str:
+        return self.session.provider
+
+    def metadata(self) -> dict[str, Any]:
+        """What GET /models/{name}/versions/{version} says about this version."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.card.architecture,
+            "tasks": self.task_names,
+            "input_dim": self.input_dim,
+            "provider": self.provider,
+            "onnxruntime_providers": self.session.providers,
+            "signature": {
+                "inputs": [node.as_dict() for node in self.session.inputs],
+                "outputs": [node.as_dict() for node in self.session.outputs],
+            },
+            "card": self.card.model_dump(mode="json"),
+        }

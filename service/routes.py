@@ -1,0 +1,119 @@
+"""HTTP routes: thin adapters from requests to handlers and from results to JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service import schemas
+from service.errors import PayloadTooLargeError
+from service.handlers import HealthHandler, ModelsHandler, PredictHandler
+from service.responses import encode
+
+JSON = "application/json"
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": schemas.ErrorResponse} for status in statuses}
+
+
+def _json(content: Any) -> Response:
+    return Response(encode(content), media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(None, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int | None, limit: int) -> PayloadTooLargeError:
+    stated = f" ({size} bytes)" if size is not None else ""
+    return PayloadTooLargeError(
+        f"the request body{stated} is larger than the limit of {limit} bytes; send fewer "
+        "instances per request (the server's limit is MMOE_MAX_BODY_BYTES)",
+        {"max_body_bytes": limit},
+    )
+
+
+def build_router(
+    health: HealthHandler,
+    models: ModelsHandler,
+    predict: PredictHandler,
+    max_body_bytes: int,
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health/live", response_model=schemas.Liveness, tags=["health"])
+    async def live() -> Response:
+        """The process is up and answering."""
+        return _json(health.live())
+
+    @router.get(
+        "/health/ready", response_model=schemas.Readiness, responses=_errors(503), tags=["health"]
+    )
+    async def ready() -> Response:
+        """200 once every model is loaded and passed its warm-up inference; 503 before."""
+        return _json(health.ready())
+
+    @router.get(
+        "/models", response_model=schemas.ModelList, responses=_errors(503), tags=["models"]
+    )
+    async def list_models() -> Response:
+        """Every model in the repository, its versions, and the default."""
+        return _json(models.list_models())
+
+    @router.get(
+        "/models/{name}",
+        response_model=schemas.ModelDetail,
+        responses=_errors(404, 503),
+        tags=["models"],
+    )
+    async def model(name: str) -> Response:
+        """A model's versions and its latest version's metadata."""
+        return _json(models.model(name))
+
+    @router.get(
+        "/models/{name}/versions/{version}",
+        response_model=schemas.VersionMetadata,
+        responses=_errors(404, 503),
+        tags=["models"],
+    )
+    async def model_version(name: str, version: str) -> Response:
+        """A version's card, execution provider and real input/output signature.
+        `version` is a number or `latest`."""
+        return _json(models.version(name, version))
+
+    @router.post(
+        "/predict",
+        response_model=schemas.PredictResponse,
+        responses=_errors(404, 413, 422, 500, 503),
+        tags=["predict"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": schemas.PredictRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def predict_route(request: Request) -> Response:
+        """Per-task predictions and gate weights for a batch of instances.
+
+        One onnxruntime run per request. Errors: 422 for a malformed body or instance (the
+        message names the instance), 413 over the instance or byte limit, 404 for an unknown
+        model or version, 503 while loading."""
+        body = await read_body(request, max_body_bytes)
+        return Response(await predict.predict(body), media_type=JSON)
+
+    return router

@@ -1,0 +1,147 @@
+"""Request and response shapes as pydantic models, for the OpenAPI schema and /docs only.
+
+Bodies are never validated through these (that would build a Python object per number): /predict
+parses its body in `service.payload` and encodes its response in `service.responses`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLE_ROW = [0.5, -1.2, 0.3]
+
+
+class PredictRequest(BaseModel):
+    """`instances` as arrays of d numbers in the card's feature order, or as objects of named
+    features; every instance in one request takes the same form."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"instances": [[0.1] * 100, [-0.2] * 100], "return_gates": True},
+                {"instances": [{f"x_{i}": 0.1 for i in range(1, 101)}], "model": "mmoe-synthetic"},
+            ]
+        },
+    )
+
+    instances: list[list[float]] | list[dict[str, float]] = Field(
+        description="one instance per row: d finite numbers, or an object of named features",
+        min_length=1,
+    )
+    return_gates: bool = Field(True, description="include each task's gate weights over experts")
+    model: str | None = Field(None, description="model name (default: the configured default)")
+    version: int | None = Field(
+        None,
+        ge=1,
+        description="model version (default: the default model's configured "
+        "version, else the latest)",
+    )
+
+
+class ModelReference(BaseModel):
+    name: str = Field(examples=["mmoe-synthetic"])
+    version: int = Field(examples=[1])
+    architecture: Literal["mmoe", "omoe", "shared_bottom"]
+
+
+class TaskOutput(BaseModel):
+    predictions: list[float] = Field(
+        description="one value per instance, in instance order (a probability for binary tasks)"
+    )
+    gate_weights: list[list[float]] | None = Field(
+        description="per instance, the weights over the E experts (sum to 1): this task's own gate "
+        "for MMoE, the one shared gate for OMoE; null for Shared-Bottom or return_gates=false"
+    )
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"name": "mmoe-synthetic", "version": 1, "architecture": "mmoe"},
+                    "tasks": {
+                        "task_1": {
+                            "predictions": [0.4123],
+                            "gate_weights": [[0.1, 0.2, 0.05, 0.15, 0.1, 0.2, 0.1, 0.1]],
+                        },
+                        "task_2": {
+                            "predictions": [-0.0871],
+                            "gate_weights": [[0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]],
+                        },
+                    },
+                }
+            ]
+        }
+    )
+
+    model: ModelReference = Field(description="the model version that answered")
+    tasks: dict[str, TaskOutput] = Field(description="per task, keyed by task name")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable machine-readable code", examples=["wrong_feature_count"])
+    message: str = Field(description="what went wrong and what to do about it")
+    details: Any = Field(None, description="structured context, e.g. which instance; or null")
+    request_id: str | None = Field(None, description="also in the X-Request-ID response header")
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every 4xx and 5xx response."""
+
+    error: ErrorInfo
+
+
+class Liveness(BaseModel):
+    status: Literal["live"]
+
+
+class DefaultModel(BaseModel):
+    name: str
+    version: int
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    default_model: DefaultModel
+
+
+class ModelSummary(BaseModel):
+    name: str
+    versions: list[int] = Field(description="oldest first")
+    latest_version: int
+
+
+class ModelList(BaseModel):
+    default_model: DefaultModel
+    models: list[ModelSummary]
+
+
+class TensorInfo(BaseModel):
+    name: str
+    type: str = Field(examples=["tensor(float)"])
+    shape: list[int | str | None] = Field(description="a string or null marks a dynamic axis")
+
+
+class Signature(BaseModel):
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+
+class VersionMetadata(BaseModel):
+    name: str
+    version: int
+    architecture: Literal["mmoe", "omoe", "shared_bottom"]
+    tasks: list[str]
+    input_dim: int
+    provider: Literal["cpu", "cuda"] = Field(description="the execution provider in use")
+    onnxruntime_providers: list[str] = Field(description="session.get_providers()")
+    signature: Signature = Field(description="the graph's real inputs and outputs")
+    card: dict[str, Any] = Field(description="the model card (model.json), checked at start-up")
+
+
+class ModelDetail(ModelSummary):
+    latest: VersionMetadata

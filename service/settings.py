@@ -1,0 +1,72 @@
+"""Service settings: environment variables with the prefix `MMOE_`, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MMOE_"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a cpuset), not the host's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # platforms without sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Each field `x` is read from `MMOE_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    model_repository: Path = Field(
+        Path("models"), description="model repository root: <root>/<name>/<version>/model.onnx"
+    )
+    model_name: str = Field(
+        "mmoe-synthetic", min_length=1, description="model that answers requests naming none"
+    )
+    model_version: int | None = Field(
+        None, ge=1, description="version of the default model (unset: its latest version)"
+    )
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on")
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="onnxruntime execution provider: auto takes CUDA when offered"
+    )
+    intra_op_threads: int = Field(
+        default_factory=available_cpus,
+        ge=1,
+        description="onnxruntime intra-op threads per model (default: CPUs this process may use)",
+    )
+    max_instances: int = Field(1024, ge=1, description="most instances in one /predict request")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="largest accepted request body in bytes"
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="log level of the service and uvicorn"
+    )
+
+    @field_validator("model_version", mode="before")
+    @classmethod
+    def _latest_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "latest"):
+            return None
+        return value
+
+    @field_validator("provider", "log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as environment variable -> value, secrets masked, for the start-up log."""
+        values = self.model_dump(mode="json")  # SecretStr fields dump as '**********'
+        return {f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()}
