@@ -1,0 +1,145 @@
+# syntax=docker/dockerfile:1
+#
+# Three images from one file; docker-compose.yml builds each by its target:
+#   api       the service on python:3.11-slim: the base install only (onnxruntime CPU, no torch)
+#   trainer   the `train` extra (torch's CPU build); retrains and exports the next model version
+#   api-gpu   the service with onnxruntime-gpu on an NVIDIA CUDA + cuDNN runtime base
+#
+#   docker build --target api -t mmoe-service .
+#
+# Every image runs as the unprivileged user 10001, writes nothing outside /tmp and the model
+# repository volume (/models), and carries the bundled model at /models so that an empty named
+# volume mounted there is seeded with it.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# onnxruntime-gpu from PyPI is built for CUDA 12.x and cuDNN 9.x. A CUDA 12.9 image needs an
+# NVIDIA driver of the R575 branch or a data-centre driver with forward compatibility; on an older
+# driver build with e.g. --build-arg CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04.
+ARG CUDA_IMAGE=nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
+ARG APP_UID=10001
+
+# ---------------------------------------------------------------------------------------------
+# Builders: a virtual environment in /opt/venv, dependencies first (a layer that changes only
+# with pyproject.toml), then the project itself without dependencies.
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS python-build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/
+
+FROM python-build AS api-build
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python docker/requirements.py > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+# Only service/: the training package never enters a serving image.
+COPY service/ service/
+RUN pip install --no-cache-dir --no-deps . \
+    && python -c "import sys, service.app; assert 'torch' not in sys.modules"
+
+FROM python-build AS trainer-build
+# torch==X+cpu exists only on PyTorch's CPU wheel index: the trainer never gets the CUDA build.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python docker/requirements.py --extra train --torch-cpu > /tmp/requirements.txt \
+    && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements.txt
+COPY service/ service/
+COPY training/ training/
+RUN pip install --no-cache-dir --no-deps .
+
+# ---------------------------------------------------------------------------------------------
+# api: the CPU service.
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS api
+ARG APP_UID
+RUN groupadd --system --gid "${APP_UID}" mmoe \
+    && useradd --system --uid "${APP_UID}" --gid mmoe --no-create-home --home-dir /tmp mmoe
+COPY --from=api-build /opt/venv /opt/venv
+COPY --chown=${APP_UID}:${APP_UID} models/ /models/
+# Bytecode was compiled at install time; at run time the root filesystem may be read-only.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MMOE_MODEL_REPOSITORY=/models \
+    MMOE_HOST=0.0.0.0 \
+    MMOE_PORT=8000
+WORKDIR /tmp
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+# Healthy = ready: the model is loaded and warmed up. Python's urllib only, no curl in the image;
+# urlopen raises (exit 1) on a refused connection, a timeout or any status >= 400 (503: not ready).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MMOE_PORT', '8000') + '/health/ready', timeout=2)"]
+CMD ["python", "-m", "service"]
+
+# ---------------------------------------------------------------------------------------------
+# trainer: `docker compose run --rm trainer [mmoe-train options]` exports the next version.
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS trainer
+ARG APP_UID
+RUN groupadd --system --gid "${APP_UID}" mmoe \
+    && useradd --system --uid "${APP_UID}" --gid mmoe --no-create-home --home-dir /tmp mmoe
+COPY --from=trainer-build /opt/venv /opt/venv
+COPY --chown=${APP_UID}:${APP_UID} models/ /models/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib
+WORKDIR /tmp
+USER ${APP_UID}:${APP_UID}
+# Options given to `docker compose run trainer ...` replace CMD and follow the entrypoint's
+# options; a later option wins, so even --export.models_dir can be overridden.
+ENTRYPOINT ["python", "-m", "training", "--export.models_dir", "/models"]
+CMD ["--quiet"]
+
+# ---------------------------------------------------------------------------------------------
+# api-gpu: the service with onnxruntime-gpu; MMOE_PROVIDER=auto picks CUDA when a GPU is passed
+# in (compose: deploy.resources.reservations.devices; docker run: --gpus all).
+# Ubuntu 24.04's supported python3 is 3.12 (the project needs >= 3.11).
+# ---------------------------------------------------------------------------------------------
+FROM ${CUDA_IMAGE} AS gpu-build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PATH=/opt/venv/bin:$PATH
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python docker/requirements.py --extra gpu > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY service/ service/
+RUN pip install --no-cache-dir --no-deps .
+
+FROM ${CUDA_IMAGE} AS api-gpu
+ARG APP_UID
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid "${APP_UID}" mmoe \
+    && useradd --system --uid "${APP_UID}" --gid mmoe --no-create-home --home-dir /tmp mmoe
+COPY --from=gpu-build /opt/venv /opt/venv
+COPY --chown=${APP_UID}:${APP_UID} models/ /models/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MMOE_MODEL_REPOSITORY=/models \
+    MMOE_HOST=0.0.0.0 \
+    MMOE_PORT=8000 \
+    MMOE_PROVIDER=auto
+WORKDIR /tmp
+USER ${APP_UID}:${APP_UID}
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MMOE_PORT', '8000') + '/health/ready', timeout=2)"]
+CMD ["python", "-m", "service"]
