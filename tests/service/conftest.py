@@ -1,0 +1,77 @@
+"""Model repositories for the service tests: the bundled model, and tiny trained OMoE and
+Shared-Bottom models (trained once per session by the real training CLI)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app, load_repository
+from service.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED_MODELS = REPO_ROOT / "models"
+BUNDLED_NAME = "mmoe-synthetic"
+REQUEST_ID = "test-request-1"
+
+TINY_MODELS = {"omoe-tiny": "omoe", "shared-bottom-tiny": "shared_bottom"}
+
+
+def copy_bundled(root: Path, version: int = 1) -> Path:
+    """models/mmoe-synthetic/1 copied to root/mmoe-synthetic/<version>/; returns that directory."""
+    target = root / BUNDLED_NAME / str(version)
+    shutil.copytree(BUNDLED_MODELS / BUNDLED_NAME / "1", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with the bundled MMoE and freshly trained omoe-tiny and shared-bottom-tiny."""
+    root = tmp_path_factory.mktemp("models")
+    copy_bundled(root)
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable, "-m", "training", "--quiet", "--log-level", "WARNING",
+                "--model.architecture", architecture,
+                "--data.train_size", "300", "--data.validation_size", "100",
+                "--data.test_size", "100", "--train.epochs", "2",
+                "--export.models_dir", str(root), "--export.name", name,
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for name, architecture in TINY_MODELS.items()
+    ]  # fmt: skip
+    for run in runs:
+        output, _ = run.communicate(timeout=180)
+        assert run.returncode == 0, output.decode()
+    return root
+
+
+def settings_for(root: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"model_repository": root, "provider": "cpu", "intra_op_threads": 1}
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_client(trained_repository: Path) -> Iterator[TestClient]:
+    """The real app, in process, over the trained repository."""
+    settings = settings_for(trained_repository, max_instances=8, max_body_bytes=65536)
+    app = create_app(settings, load_repository(settings))
+    with TestClient(app, headers={"X-Request-ID": REQUEST_ID}) as client:
+        yield client
+
+
+@pytest.fixture
+def bundled_copy(tmp_path: Path) -> Path:
+    """A fresh copy of the bundled repository to break in a test; returns the repository root."""
+    copy_bundled(tmp_path)
+    return tmp_path

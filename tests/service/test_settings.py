@@ -1,0 +1,88 @@
+"""Settings come from MMOE_* environment variables, with the documented defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+ENV_NAMES = [
+    "MMOE_MODEL_REPOSITORY",
+    "MMOE_MODEL_NAME",
+    "MMOE_MODEL_VERSION",
+    "MMOE_HOST",
+    "MMOE_PORT",
+    "MMOE_PROVIDER",
+    "MMOE_INTRA_OP_THREADS",
+    "MMOE_MAX_INSTANCES",
+    "MMOE_MAX_BODY_BYTES",
+    "MMOE_LOG_LEVEL",
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in os.environ:
+        if name.startswith("MMOE_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.describe() == {
+        "MMOE_MODEL_REPOSITORY": "models",
+        "MMOE_MODEL_NAME": "mmoe-synthetic",
+        "MMOE_MODEL_VERSION": None,
+        "MMOE_HOST": "127.0.0.1",
+        "MMOE_PORT": 8000,
+        "MMOE_PROVIDER": "auto",
+        "MMOE_INTRA_OP_THREADS": len(os.sched_getaffinity(0)),
+        "MMOE_MAX_INSTANCES": 1024,
+        "MMOE_MAX_BODY_BYTES": 8388608,
+        "MMOE_LOG_LEVEL": "info",
+    }
+
+
+def test_every_setting_is_read_from_its_environment_variable(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    values = ["/srv/models", "omoe-tiny", "3", "0.0.0.0", "9000", "CPU", "3", "16", "4096", "DEBUG"]
+    for name, value in zip(ENV_NAMES, values, strict=True):
+        clean_env.setenv(name, value)
+    settings = Settings()
+    assert list(settings.describe()) == ENV_NAMES
+    assert settings.model_dump() == {
+        "model_repository": Path("/srv/models"),
+        "model_name": "omoe-tiny",
+        "model_version": 3,
+        "host": "0.0.0.0",
+        "port": 9000,
+        "provider": "cpu",
+        "intra_op_threads": 3,
+        "max_instances": 16,
+        "max_body_bytes": 4096,
+        "log_level": "debug",
+    }
+
+
+@pytest.mark.parametrize("value", ["", "latest"])
+def test_an_empty_or_latest_version_means_the_latest(
+    clean_env: pytest.MonkeyPatch, value: str
+) -> None:
+    clean_env.setenv("MMOE_MODEL_VERSION", value)
+    assert Settings().model_version is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MMOE_PROVIDER", "tpu"), ("MMOE_PORT", "http"), ("MMOE_INTRA_OP_THREADS", "0")],
+)
+def test_invalid_values_are_rejected(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    clean_env.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
