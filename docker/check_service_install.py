@@ -1,0 +1,120 @@
+"""Install the api image's dependency set alone, as the Dockerfile does, and check it serves.
+
+In a fresh virtual environment, from a copy of only what the api image copies (pyproject.toml,
+docker/requirements.py, service/): `pip install -r <requirements.py output>`, then
+`pip install --no-deps .`. Then: torch and the training package are absent, the service's app
+imports, and `python -m service` serves the bundled model: the image's health check command
+passes and /predict answers.
+
+    python3.11 docker/check_service_install.py     # make check-deploy runs it
+
+Standard library only; it needs the package index pip is configured with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IMAGE_FILES = ["pyproject.toml", "docker/requirements.py", "service"]
+
+IMPORT_CHECK = """
+import importlib.util, sys
+import service.app, service.cli
+for absent in ("torch", "training"):
+    assert importlib.util.find_spec(absent) is None, f"{absent} is installed"
+assert "torch" not in sys.modules
+import onnxruntime
+print("service imports without torch; onnxruntime", onnxruntime.__version__)
+"""
+
+
+def run(*command: str | Path, cwd: Path | None = None) -> str:
+    shown = ["<program>" if "\n" in str(part) else str(part) for part in command]
+    print("+", " ".join(shown), flush=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def install(work: Path) -> Path:
+    source = work / "src"
+    for name in IMAGE_FILES:
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
+        copy(REPO_ROOT / name, target)
+    run(sys.executable, "-m", "venv", work / "venv")
+    python = work / "venv" / "bin" / "python"
+    requirements = work / "requirements.txt"
+    requirements.write_text(run(python, source / "docker" / "requirements.py"))
+    run(python, "-m", "pip", "install", "--quiet", "-r", requirements)
+    run(python, "-m", "pip", "install", "--quiet", "--no-deps", ".", cwd=source)
+    return python
+
+
+def serve_bundled_model(python: Path, work: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MMOE_")}
+    env |= {
+        "MMOE_HOST": "127.0.0.1",
+        "MMOE_PORT": str(port),
+        "MMOE_MODEL_REPOSITORY": str(REPO_ROOT / "models"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    healthcheck = [python, "-c", healthcheck_command()]
+    log = (work / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [python, "-m", "service"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(healthcheck, env=env, capture_output=True).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit("the service did not become ready:\n" + (work / "serve.log").read_text())
+            time.sleep(0.2)
+        body = json.dumps({"instances": [[0.1] * 100]}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.load(response)
+        print("served", answer["model"], "tasks", sorted(answer["tasks"]))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+def healthcheck_command() -> str:
+    """The `python -c` program of the Dockerfile's HEALTHCHECK (its last exec-form argument)."""
+    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+        if line.strip().startswith('CMD ["python", "-c"'):
+            return json.loads(line.strip().removeprefix("CMD "))[-1]
+    sys.exit("no python -c HEALTHCHECK command in the Dockerfile")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="mmoe-service-install-") as directory:
+        work = Path(directory)
+        python = install(work)
+        print(run(python, "-c", IMPORT_CHECK, cwd=work).strip())
+        serve_bundled_model(python, work)
+    print("ok: the api image's dependency set installs alone, without torch, and serves")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
