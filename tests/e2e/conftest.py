@@ -1,0 +1,85 @@
+"""A real `python -m service` process on a free loopback port, ready before any test talks to it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_DEADLINE_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m service` with the given MMOE_* settings; `url` once it answers ready."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        settings = {"MMOE_HOST": "127.0.0.1", "MMOE_PORT": str(self.port)} | env
+        clean = {key: value for key, value in os.environ.items() if not key.startswith("MMOE_")}
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=REPO_ROOT,
+            env=clean | settings,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
+        """Poll /health/ready until it answers 200, the process dies, or the deadline passes."""
+        deadline = time.monotonic() + deadline_s
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the server exited at start-up:\n{self.log()}")
+                try:
+                    if client.get(f"{self.url}/health/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)  # polling interval, not synchronisation
+        raise TimeoutError(f"the server was not ready within {deadline_s} s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The bundled model from models/, on CPU, with small request limits to test them."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    process = ServerProcess(
+        {"MMOE_PROVIDER": "cpu", "MMOE_MAX_INSTANCES": "64", "MMOE_MAX_BODY_BYTES": "262144"},
+        log_path,
+    )
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
