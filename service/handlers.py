@@ -102,10 +102,9 @@ def _parse_version(repository: ModelRepository, name: str, version: str) -> int:
         return repository.versions(name)[-1]
     if version.isascii() and version.isdigit():
         return int(version)
-    repository.versions(name)  # an unknown model is reported first
-
+    available = repository.versions(name)  # an unknown model is reported first
     raise ModelNotFoundError(
         f"model {name!r} has no version {version!r}; a version is a positive integer or 'latest' "
-        f"(available versions: {repository.versions(name)})",
-        {"model": name, "version": version, "available": repository.versions(name)},
+        f"(available versions: {available})",
+        {"model": name, "version": version, "available": available},
     )
