@@ -17,8 +17,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,14 @@ INPUT_DIM = 100
 
 # What the host cannot take from an image: its own PATH and HOME stay.
 HOST_ONLY = {"PATH", "HOME"}
+# A container's view of the filesystem, as far as a mount namespace gives it: everything
+# read-only except a fresh tmpfs at /tmp and the volume (a directory on another mount).
+READ_ONLY_ROOT = [
+    "unshare", "--mount", "sh", "-c",
+    'mount --make-rprivate / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp '
+    '&& cd /tmp && exec "$@"',
+    "read-only-root",
+]  # fmt: skip
 TINY_TRAINING = [
     "--log-level", "WARNING",
     "--data.train_size", "256", "--data.validation_size", "64", "--data.test_size", "64",
@@ -180,7 +189,9 @@ def repository_copy(root: Path) -> Path:
 
 
 @contextmanager
-def running_api(repository: Path, workdir: Path) -> Iterator[tuple[str, Container, dict]]:
+def running_api(
+    repository: Path, workdir: Path, wrapper: Sequence[str] = ()
+) -> Iterator[tuple[str, Container, dict]]:
     """The api container's command and environment as a host process on a loopback port."""
     api = Container.of("api")
     port = free_port()
@@ -190,7 +201,11 @@ def running_api(repository: Path, workdir: Path) -> Iterator[tuple[str, Containe
     log = workdir / "api.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            api.host_argv(), cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT
+            [*wrapper, *api.host_argv()],
+            cwd=workdir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -284,6 +299,28 @@ def test_restarted_api_serves_the_newly_trained_version(retrained_repository, tm
         ready = httpx.get(f"{url}/health/ready", timeout=5).json()
         assert ready["default_model"] == {"name": MODEL_NAME, "version": 2}
         assert predict(url)["model"]["version"] == 2
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/dev/shm").is_dir(),
+    reason="a read-only root filesystem needs root for a mount namespace (CI runs as root)",
+)
+def test_trainer_and_api_work_on_a_read_only_root_filesystem(tmp_path):
+    volume = Path(tempfile.mkdtemp(prefix="mmoe-volume-", dir="/dev/shm"))  # not under /tmp
+    try:
+        repository = repository_copy(volume / "models")
+        probe = subprocess.run([*READ_ONLY_ROOT, "touch", str(REPO_ROOT / ".probe")])
+        assert probe.returncode != 0, "the root filesystem was writable"
+        trainer = Container.of("trainer")
+        argv = [*trainer.host_argv(), *TINY_TRAINING, "--export.models_dir", str(repository)]
+        run = subprocess.run(
+            [*READ_ONLY_ROOT, *argv], env=trainer.host_env(), capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        with running_api(repository, tmp_path, READ_ONLY_ROOT) as (url, _, _):
+            assert predict(url)["model"]["version"] == 2
+    finally:
+        shutil.rmtree(volume)
 
 
 def test_api_container_listens_on_all_interfaces_on_its_published_port():
