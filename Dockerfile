@@ -35,10 +35,11 @@ FROM python-build AS api-build
 RUN --mount=type=cache,target=/root/.cache/pip \
     python docker/requirements.py > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
-# Only service/: the training package never enters a serving image.
+# Only service/: the training package never enters a serving image. The import check runs
+# isolated (-I) so that it imports the installed package, not ./service.
 COPY service/ service/
 RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import sys, service.app; assert 'torch' not in sys.modules"
+    && python -I -c "import sys, service.app; assert 'torch' not in sys.modules"
 
 FROM python-build AS trainer-build
 # torch==X+cpu exists only on PyTorch's CPU wheel index: the trainer never gets the CUDA build.
