@@ -38,12 +38,12 @@ INPUT_DIM = 100
 
 # What the host cannot take from an image: its own PATH and HOME stay.
 HOST_ONLY = {"PATH", "HOME"}
-# A container's view of the filesystem, as far as a mount namespace gives it: everything
-# read-only except a fresh tmpfs at /tmp and the volume (a directory on another mount).
+# A container's view of the filesystem, as far as a mount namespace gives it: the root
+# filesystem read-only; the volume and the container's tmpfs /tmp are directories on another
+# mount (/dev/shm). /tmp itself is not replaced: this checkout may live under it.
 READ_ONLY_ROOT = [
     "unshare", "--mount", "sh", "-c",
-    'mount --make-rprivate / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp '
-    '&& cd /tmp && exec "$@"',
+    'mount --make-rprivate / && mount -o remount,bind,ro / && exec "$@"',
     "read-only-root",
 ]  # fmt: skip
 TINY_TRAINING = [
@@ -190,7 +190,7 @@ def repository_copy(root: Path) -> Path:
 
 @contextmanager
 def running_api(
-    repository: Path, workdir: Path, wrapper: Sequence[str] = ()
+    repository: Path, workdir: Path, wrapper: Sequence[str] = (), scratch: Path | None = None
 ) -> Iterator[tuple[str, Container, dict]]:
     """The api container's command and environment as a host process on a loopback port."""
     api = Container.of("api")
@@ -198,6 +198,7 @@ def running_api(
     env = api.host_env(
         MMOE_HOST="127.0.0.1", MMOE_PORT=str(port), MMOE_MODEL_REPOSITORY=str(repository)
     )
+    env |= with_tmp_at(scratch, api.env) if scratch else {}
     log = workdir / "api.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -227,6 +228,17 @@ def running_api(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def with_tmp_at(scratch: Path, image_env: dict[str, str]) -> dict[str, str]:
+    """Settings that put the container's /tmp at `scratch`: TMPDIR, HOME and the image's own
+    /tmp paths."""
+    moved = {
+        key: str(scratch) + value.removeprefix("/tmp")
+        for key, value in image_env.items()
+        if value == "/tmp" or value.startswith("/tmp/")
+    }
+    return {"TMPDIR": str(scratch), "HOME": str(scratch)} | moved
 
 
 def run_healthcheck(test: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -306,21 +318,27 @@ def test_restarted_api_serves_the_newly_trained_version(retrained_repository, tm
     reason="a read-only root filesystem needs root for a mount namespace (CI runs as root)",
 )
 def test_trainer_and_api_work_on_a_read_only_root_filesystem(tmp_path):
-    volume = Path(tempfile.mkdtemp(prefix="mmoe-volume-", dir="/dev/shm"))  # not under /tmp
+    writable = Path(tempfile.mkdtemp(prefix="mmoe-deploy-", dir="/dev/shm"))
     try:
-        repository = repository_copy(volume / "models")
+        repository = repository_copy(writable / "models")  # the volume
+        scratch = writable / "tmp"  # the tmpfs
+        scratch.mkdir()
         probe = subprocess.run([*READ_ONLY_ROOT, "touch", str(REPO_ROOT / ".probe")])
         assert probe.returncode != 0, "the root filesystem was writable"
         trainer = Container.of("trainer")
         argv = [*trainer.host_argv(), *TINY_TRAINING, "--export.models_dir", str(repository)]
         run = subprocess.run(
-            [*READ_ONLY_ROOT, *argv], env=trainer.host_env(), capture_output=True, text=True
+            [*READ_ONLY_ROOT, *argv],
+            cwd=scratch,
+            env=trainer.host_env() | with_tmp_at(scratch, trainer.env),
+            capture_output=True,
+            text=True,
         )
         assert run.returncode == 0, run.stdout + run.stderr
-        with running_api(repository, tmp_path, READ_ONLY_ROOT) as (url, _, _):
+        with running_api(repository, tmp_path, READ_ONLY_ROOT, scratch) as (url, _, _):
             assert predict(url)["model"]["version"] == 2
     finally:
-        shutil.rmtree(volume)
+        shutil.rmtree(writable)
 
 
 def test_api_container_listens_on_all_interfaces_on_its_published_port():
