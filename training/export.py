@@ -30,6 +30,8 @@ from service.contract import (
 from training.models import MultiTaskModel, SharedBottom
 
 logger = logging.getLogger(__name__)
+# The exporter warns on every run that torchvision's operators are not registered; we use none.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 
 class ExportValidationError(RuntimeError):
