@@ -42,6 +42,16 @@ format: $(VENV)/.installed-dev  ## apply ruff's fixes and formatting
 train: $(VENV)/.installed-dev  ## retrain the default model and export the next version of mmoe-synthetic
 	$(BIN)/python -m training $(ARGS)
 
+.PHONY: experiments experiments-quick bench-train
+experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (200 runs per cell) -> docs/results
+	$(BIN)/python -m training.experiments --full --out docs/results $(ARGS)
+
+experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (~2 min) -> docs/results/quick
+	$(BIN)/python -m training.experiments --quick --out docs/results/quick $(ARGS)
+
+bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one after another -> benchmarks/results
+	$(BIN)/python benchmarks/train_throughput.py $(ARGS)
+
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 

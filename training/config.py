@@ -31,7 +31,12 @@ class SyntheticDataConfig(_Strict):
     correlation: float = Field(
         0.5, ge=-1.0, le=1.0, description="p, the cosine between task weight vectors"
     )
-    scale: float = Field(1.0, gt=0.0, description="c, the norm of each task weight vector")
+    scale: float = Field(
+        3.0,
+        gt=0.0,
+        description="c, the norm of each task weight vector (3: the sines make the tasks "
+        "nonlinear enough for the models to differ; at 1 all reach ~1.5x the noise floor)",
+    )
     num_sinusoids: int = Field(5, ge=0, le=1000, description="m, the number of sine terms")
     alphas: list[float] | None = Field(
         None, description="α_1..α_m (default: drawn from N(0,1) with sinusoid_seed)"
