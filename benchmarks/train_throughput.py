@@ -1,0 +1,169 @@
+"""Training throughput: R replicas trained as one batched model vs the same R trained one by one.
+
+Both sides train the same replicas (same seeds, data, initialisation, batch order, epochs; early
+stopping off) in the same process, so the ratio is fair on a noisy machine; the baseline is the
+repository's single-model trainer, `training.trainer.train`. Samples per second counts training
+rows seen (replicas x rows x epochs). Results go to benchmarks/results/train_throughput.{json,md}.
+
+    python benchmarks/train_throughput.py                     # 64 replicas, 10,000 rows, 2 epochs
+    python benchmarks/train_throughput.py --replicas 16 --epochs 1 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import synthetic
+from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
+from training.models import build_model
+from training.replicas import ReplicaSplits, build_replicas, train_replicas
+from training.trainer import TensorSplit, seed_everything, train
+
+TASKS = ["regression", "regression"]
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def datasets(replicas: int, rows: int) -> list[synthetic.SyntheticDataset]:
+    return [
+        synthetic.generate(
+            SyntheticDataConfig(train_size=rows, validation_size=1000, test_size=1, seed=seed)
+        )
+        for seed in range(replicas)
+    ]
+
+
+def batched_seconds(architecture: str, data: list, config: TrainConfig) -> float:
+    seeds = list(range(len(data)))
+    train_split = ReplicaSplits.from_numpy(
+        [d.train.features for d in data], [d.train.labels for d in data]
+    )
+    validation = ReplicaSplits.from_numpy(
+        [d.validation.features for d in data], [d.validation.labels for d in data]
+    )
+    models = build_replicas(
+        ModelConfig(architecture=architecture), 100, 2, seeds, train_split.features
+    )
+    started = time.perf_counter()
+    train_replicas(models, seeds, train_split, validation, TASKS, config, show_progress=False)
+    return time.perf_counter() - started
+
+
+def sequential_seconds(architecture: str, data: list, config: TrainConfig) -> float:
+    total = 0.0
+    for seed, dataset in enumerate(data):
+        seed_everything(seed)
+        model = build_model(ModelConfig(architecture=architecture), 100, 2)
+        model.normalizer.fit(torch.from_numpy(dataset.train.features))
+        train_split = TensorSplit.from_numpy(dataset.train.features, dataset.train.labels)
+        validation = TensorSplit.from_numpy(dataset.validation.features, dataset.validation.labels)
+        started = time.perf_counter()
+        train(
+            model, train_split, validation, TASKS, config.model_copy(update={"seed": seed}), False
+        )
+        total += time.perf_counter() - started
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replicas", type=int, default=64, help="R, runs per side (default 64)")
+    parser.add_argument("--rows", type=int, default=10_000, help="training rows per run")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run (no early stop)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--models", nargs="+", default=["shared_bottom", "omoe", "mmoe"], help="architectures"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(epochs=args.epochs, patience=args.epochs + 1)
+    data = datasets(args.replicas, args.rows)
+    samples = args.replicas * args.rows * args.epochs
+    load_before = os.getloadavg()
+    rows = []
+    for architecture in args.models:
+        batched = batched_seconds(architecture, data, config)
+        sequential = sequential_seconds(architecture, data, config)
+        rows.append(
+            {
+                "model": architecture,
+                "batched_samples_per_s": round(samples / batched),
+                "sequential_samples_per_s": round(samples / sequential),
+                "batched_seconds": round(batched, 2),
+                "sequential_seconds": round(sequential, 2),
+                "speedup": round(sequential / batched, 2),
+            }
+        )
+        print(rows[-1], flush=True)
+    result = {
+        "benchmark": "train_throughput",
+        "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "torch_threads": args.threads,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "software": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "setup": {
+            "replicas": args.replicas,
+            "train_rows": args.rows,
+            "validation_rows": 1000,
+            "epochs": args.epochs,
+            "batch_size": config.batch_size,
+        },
+        "results": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# Training throughput: batched replicas vs one run after another",
+        "",
+        f"{result['date']}; {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+        f"{args.threads} torch thread(s); torch {torch.__version__}; load average before/after "
+        f"{load_before[0]:.2f} / {result['machine']['load_average_after'][0]:.2f} (a shared "
+        "machine: other processes were running).",
+        "",
+        f"{args.replicas} replicas x {args.rows} training rows x {args.epochs} epochs, batch "
+        f"{config.batch_size}, plus a 1000-row validation pass per epoch (not counted as samples).",
+        "",
+        "| model | batched samples/s | sequential samples/s | speed-up |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['model']} | {r['batched_samples_per_s']:,} | "
+            f"{r['sequential_samples_per_s']:,} | {r['speedup']}x |"
+            for r in rows
+        ),
+        "",
+        "Reproduce: `make bench-train` (`python benchmarks/train_throughput.py`).",
+        "",
+    ]
+    (args.out / "train_throughput.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
