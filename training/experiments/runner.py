@@ -1,7 +1,8 @@
 """Run every (setting, p, seed) of a protocol for all three models, many replicas at a time.
 
-A job is up to `replicas_per_job` (p, seed) pairs of one setting: their data sets are generated once
-with `training.synthetic.generate` and each model trains all of them as one batched replica model.
+A job is one model on up to `replicas_per_job` (p, seed) pairs of one setting: their data sets are
+generated with `training.synthetic.generate` (cheap next to training) and the model trains all of
+them as one batched replica model. Every model sees the same pairs, hence the same data.
 Jobs run in worker processes of one torch thread each: on a small shared machine, two processes of
 one thread are faster and far steadier than one process of two threads.
 """
@@ -36,6 +37,7 @@ TASK_TYPES = ("regression", "regression")
 @dataclass(frozen=True)
 class Job:
     protocol: Protocol
+    model: str
     setting: Setting
     keys: tuple[RunKey, ...]
 
@@ -49,7 +51,7 @@ def plan_jobs(protocol: Protocol, keys: Sequence[RunKey], workers: int = 1) -> l
         size = min(protocol.replicas_per_job, -(-len(members) // max(workers, 1)))
         for start in range(0, len(members), size):
             chunk = tuple(members[start : start + size])
-            jobs.append(Job(protocol, setting, chunk))
+            jobs += [Job(protocol, model, setting, chunk) for model in MODELS]
     return sorted(jobs, key=lambda job: (job.setting.learning_rate, -len(job.keys)))
 
 
@@ -59,37 +61,36 @@ def _stack(datasets: Sequence[synthetic.SyntheticDataset], split: str) -> Replic
 
 
 def run_job(job: Job, threads: int = 1) -> list[dict]:
-    """Train all models on the job's data sets; one record per (model, p, seed)."""
+    """Train the job's model on the job's data sets; one record per (p, seed)."""
     torch.set_num_threads(threads)
     datasets = [synthetic.generate(data_config(job.protocol, key)) for key in job.keys]
     splits = {name: _stack(datasets, name) for name in ("train", "validation", "test")}
     seeds = [key.seed for key in job.keys]
     config = train_config(job.protocol, job.setting)
     records = []
-    for model in MODELS:
-        model_config = ModelConfig(architecture=model)
-        input_dim = splits["train"].features.shape[-1]
-        replicas = build_replicas(model_config, input_dim, 2, seeds, splits["train"].features)
-        result = train_replicas(
-            replicas, seeds, splits["train"], splits["validation"], TASK_TYPES, config, False
+    model_config = ModelConfig(architecture=job.model)
+    input_dim = splits["train"].features.shape[-1]
+    replicas = build_replicas(model_config, input_dim, 2, seeds, splits["train"].features)
+    result = train_replicas(
+        replicas, seeds, splits["train"], splits["validation"], TASK_TYPES, config, False
+    )
+    test_losses = evaluate_replicas(replicas, result, splits["test"], TASK_TYPES)  # (R, T)
+    for r, key in enumerate(job.keys):
+        records.append(
+            {
+                "model": job.model,
+                "p": key.correlation,
+                "lr": job.setting.learning_rate,
+                "c": job.setting.scale,
+                "m": job.setting.num_sinusoids,
+                "seed": key.seed,
+                "test_loss_task_1": round(float(test_losses[r, 0]), 6),
+                "test_loss_task_2": round(float(test_losses[r, 1]), 6),
+                "best_epoch": int(result.best_epoch[r]),
+                "epochs_run": int(result.epochs_run[r]),
+                "best_validation_loss": round(float(result.best_validation_loss[r]), 6),
+            }
         )
-        test_losses = evaluate_replicas(replicas, result, splits["test"], TASK_TYPES)  # (R, T)
-        for r, key in enumerate(job.keys):
-            records.append(
-                {
-                    "model": model,
-                    "p": key.correlation,
-                    "lr": job.setting.learning_rate,
-                    "c": job.setting.scale,
-                    "m": job.setting.num_sinusoids,
-                    "seed": key.seed,
-                    "test_loss_task_1": round(float(test_losses[r, 0]), 6),
-                    "test_loss_task_2": round(float(test_losses[r, 1]), 6),
-                    "best_epoch": int(result.best_epoch[r]),
-                    "epochs_run": int(result.epochs_run[r]),
-                    "best_validation_loss": round(float(result.best_validation_loss[r]), 6),
-                }
-            )
     return records
 
 
