@@ -157,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     records = run_keys(protocol, main_keys(protocol), args.workers, desc="main study")
     main_seconds = time.perf_counter() - started
+    write_csv(records, args.out / "runs.csv")  # kept even if a later study fails
     records += run_keys(protocol, extra_keys(protocol), args.workers, desc="other studies")
     label_table = label_correlation_table(
         protocol.sweep_correlations,
