@@ -24,9 +24,8 @@ import torch
 
 from training import synthetic
 from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
-from training.models import build_model
 from training.replicas import ReplicaSplits, build_replicas, train_replicas
-from training.trainer import TensorSplit, seed_everything, train
+from training.trainer import TensorSplit, initial_model, train
 
 TASKS = ["regression", "regression"]
 RESULTS = Path(__file__).parent / "results"
@@ -70,10 +69,9 @@ def batched_seconds(architecture: str, data: list, config: TrainConfig) -> float
 def sequential_seconds(architecture: str, data: list, config: TrainConfig) -> float:
     total = 0.0
     for seed, dataset in enumerate(data):
-        seed_everything(seed)
-        model = build_model(ModelConfig(architecture=architecture), 100, 2)
-        model.normalizer.fit(torch.from_numpy(dataset.train.features))
         train_split = TensorSplit.from_numpy(dataset.train.features, dataset.train.labels)
+        model_config = ModelConfig(architecture=architecture)
+        model = initial_model(model_config, train_split.features, 2, seed)
         validation = TensorSplit.from_numpy(dataset.validation.features, dataset.validation.labels)
         started = time.perf_counter()
         train(

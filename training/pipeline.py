@@ -21,9 +21,9 @@ from training import synthetic
 from training.config import RunConfig
 from training.export import InferenceGraph, expected_signature, export_onnx, validate_export
 from training.metrics import task_metrics
-from training.models import build_model, count_parameters
+from training.models import count_parameters
 from training.publish import next_version, publish_version
-from training.trainer import TensorSplit, TrainingResult, seed_everything, train
+from training.trainer import TensorSplit, TrainingResult, initial_model, train
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
     task_names = config.data.task_names
     task_types = ["regression"] * len(task_names)
 
-    seed_everything(config.train.seed)
-    model = build_model(config.model, config.data.input_dim, len(task_names))
-    model.normalizer.fit(torch.from_numpy(data.train.features))
+    model = initial_model(
+        config.model, torch.from_numpy(data.train.features), len(task_names), config.train.seed
+    )
     result = train(
         model,
         TensorSplit.from_numpy(data.train.features, data.train.labels),

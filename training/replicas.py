@@ -28,8 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from training.config import ModelConfig, TrainConfig
-from training.models import build_model
-from training.trainer import per_task_losses, seed_everything
+from training.trainer import initial_model, per_task_losses
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,10 @@ def build_replicas(
     train_features: Tensor,
 ) -> list[nn.Module]:
     """R models initialised exactly as the single trainer's pipeline does for each seed."""
-    models = []
-    for seed, features in zip(seeds, train_features, strict=True):
-        seed_everything(seed)
-        model = build_model(config, input_dim, num_tasks)
-        model.normalizer.fit(features)
-        models.append(model)
-    return models
+    return [
+        initial_model(config, features, num_tasks, seed)
+        for seed, features in zip(seeds, train_features, strict=True)
+    ]
 
 
 class ReplicaEnsemble:

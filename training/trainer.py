@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from torch.nn import functional
 from tqdm.auto import tqdm
 
-from training.config import TrainConfig
+from training.config import ModelConfig, TrainConfig
+from training.models import MultiTaskModel, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+
+
+def initial_model(
+    config: ModelConfig, train_features: Tensor, num_tasks: int, seed: int
+) -> MultiTaskModel:
+    """The model a run starts from: initialised from `seed` alone, normaliser fitted on its rows."""
+    seed_everything(seed)
+    model = build_model(config, train_features.shape[1], num_tasks)
+    model.normalizer.fit(train_features)
+    return model
 
 
 def per_task_losses(outputs: Tensor, labels: Tensor, task_types: Sequence[str]) -> Tensor:

@@ -7,9 +7,8 @@ import torch
 
 from training import synthetic
 from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
-from training.models import build_model
 from training.replicas import ReplicaSplits, build_replicas, evaluate_replicas, train_replicas
-from training.trainer import TensorSplit, evaluate, seed_everything, train
+from training.trainer import TensorSplit, evaluate, initial_model, train
 
 TASKS = ["regression", "regression"]
 
@@ -52,9 +51,8 @@ def _train_replicas(architecture: str, seeds: list[int], datasets: list) -> tupl
 def test_one_replica_matches_the_single_trainer(architecture: str) -> None:
     seed = 7
     data = _data(seed)
-    seed_everything(seed)
-    model = build_model(ModelConfig(architecture=architecture), 100, 2)
-    model.normalizer.fit(torch.from_numpy(data.train.features))
+    model_config = ModelConfig(architecture=architecture)
+    model = initial_model(model_config, torch.from_numpy(data.train.features), 2, seed)
     single = train(
         model,
         TensorSplit.from_numpy(data.train.features, data.train.labels),

@@ -2,8 +2,7 @@ import torch
 
 from training import synthetic
 from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
-from training.models import build_model
-from training.trainer import TensorSplit, per_task_losses, seed_everything, train
+from training.trainer import TensorSplit, initial_model, per_task_losses, train
 
 DATA = SyntheticDataConfig(input_dim=20, train_size=400, validation_size=100, test_size=10)
 
@@ -17,10 +16,9 @@ def splits(config: SyntheticDataConfig = DATA) -> tuple[TensorSplit, TensorSplit
 
 
 def trained(config: TrainConfig, architecture: str = "mmoe"):
-    seed_everything(config.seed)
-    model = build_model(ModelConfig(architecture=architecture), DATA.input_dim, DATA.num_tasks)
     train_split, validation_split = splits()
-    model.normalizer.fit(train_split.features)
+    model_config = ModelConfig(architecture=architecture)
+    model = initial_model(model_config, train_split.features, DATA.num_tasks, config.seed)
     result = train(
         model, train_split, validation_split, ["regression"] * 2, config, show_progress=False
     )
