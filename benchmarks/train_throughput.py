@@ -58,9 +58,7 @@ def batched_seconds(architecture: str, data: list, config: TrainConfig) -> float
     validation = ReplicaSplits.from_numpy(
         [d.validation.features for d in data], [d.validation.labels for d in data]
     )
-    models = build_replicas(
-        ModelConfig(architecture=architecture), 100, 2, seeds, train_split.features
-    )
+    models = build_replicas(ModelConfig(architecture=architecture), 2, seeds, train_split.features)
     started = time.perf_counter()
     train_replicas(models, seeds, train_split, validation, TASKS, config, show_progress=False)
     return time.perf_counter() - started

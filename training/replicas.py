@@ -67,7 +67,6 @@ class ReplicaResult:
 
 def build_replicas(
     config: ModelConfig,
-    input_dim: int,
     num_tasks: int,
     seeds: Sequence[int],
     train_features: Tensor,

@@ -40,7 +40,7 @@ def _splits(datasets: list[synthetic.SyntheticDataset], name: str) -> ReplicaSpl
 def _train_replicas(architecture: str, seeds: list[int], datasets: list) -> tuple:
     model_config = ModelConfig(architecture=architecture)
     train_split = _splits(datasets, "train")
-    models = build_replicas(model_config, 100, 2, seeds, train_split.features)
+    models = build_replicas(model_config, 2, seeds, train_split.features)
     result = train_replicas(
         models, seeds, train_split, _splits(datasets, "validation"), TASKS, TRAIN, False
     )
@@ -113,7 +113,7 @@ def test_early_stopped_replicas_keep_their_best_weights() -> None:
     datasets = [_data(seed) for seed in seeds]
     config = TRAIN.model_copy(update={"epochs": 30, "patience": 1, "learning_rate": 0.05})
     train_split = _splits(datasets, "train")
-    models = build_replicas(ModelConfig(), 100, 2, seeds, train_split.features)
+    models = build_replicas(ModelConfig(), 2, seeds, train_split.features)
     result = train_replicas(
         models, seeds, train_split, _splits(datasets, "validation"), TASKS, config, False
     )

@@ -69,8 +69,7 @@ def run_job(job: Job, threads: int = 1) -> list[dict]:
     config = train_config(job.protocol, job.setting)
     records = []
     model_config = ModelConfig(architecture=job.model)
-    input_dim = splits["train"].features.shape[-1]
-    replicas = build_replicas(model_config, input_dim, 2, seeds, splits["train"].features)
+    replicas = build_replicas(model_config, 2, seeds, splits["train"].features)
     result = train_replicas(
         replicas, seeds, splits["train"], splits["validation"], TASK_TYPES, config, False
     )
