@@ -51,24 +51,30 @@ COPY training/ training/
 RUN pip install --no-cache-dir --no-deps .
 
 # ---------------------------------------------------------------------------------------------
-# api: the CPU service.
+# python-runtime: what the api and trainer images share: the unprivileged user, the bundled
+# model, and an environment that writes nothing outside /tmp.
 # ---------------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS api
+FROM ${PYTHON_IMAGE} AS python-runtime
 ARG APP_UID
 RUN groupadd --system --gid "${APP_UID}" mmoe \
     && useradd --system --uid "${APP_UID}" --gid mmoe --no-create-home --home-dir /tmp mmoe
-COPY --from=api-build /opt/venv /opt/venv
 COPY --chown=${APP_UID}:${APP_UID} models/ /models/
 # Bytecode was compiled at install time; at run time the root filesystem may be read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    MMOE_MODEL_REPOSITORY=/models \
-    MMOE_HOST=0.0.0.0 \
-    MMOE_PORT=8000
+    HOME=/tmp
 WORKDIR /tmp
 USER ${APP_UID}:${APP_UID}
+
+# ---------------------------------------------------------------------------------------------
+# api: the CPU service.
+# ---------------------------------------------------------------------------------------------
+FROM python-runtime AS api
+COPY --from=api-build /opt/venv /opt/venv
+ENV MMOE_MODEL_REPOSITORY=/models \
+    MMOE_HOST=0.0.0.0 \
+    MMOE_PORT=8000
 EXPOSE 8000
 # Healthy = ready: the model is loaded and warmed up. Python's urllib only, no curl in the image;
 # urlopen raises (exit 1) on a refused connection, a timeout or any status >= 400 (503: not ready).
@@ -79,19 +85,9 @@ CMD ["python", "-m", "service"]
 # ---------------------------------------------------------------------------------------------
 # trainer: `docker compose run --rm trainer [mmoe-train options]` exports the next version.
 # ---------------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS trainer
-ARG APP_UID
-RUN groupadd --system --gid "${APP_UID}" mmoe \
-    && useradd --system --uid "${APP_UID}" --gid mmoe --no-create-home --home-dir /tmp mmoe
+FROM python-runtime AS trainer
 COPY --from=trainer-build /opt/venv /opt/venv
-COPY --chown=${APP_UID}:${APP_UID} models/ /models/
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    MPLCONFIGDIR=/tmp/matplotlib
-WORKDIR /tmp
-USER ${APP_UID}:${APP_UID}
+ENV MPLCONFIGDIR=/tmp/matplotlib
 # Options given to `docker compose run trainer ...` replace CMD and follow the entrypoint's
 # options; a later option wins, so even --export.models_dir can be overridden.
 ENTRYPOINT ["python", "-m", "training", "--export.models_dir", "/models"]
