@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.contract import VERSION_RULE, parse_version
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import InferenceRunner
 from service.payload import decode_request, instances_to_array
@@ -97,14 +98,15 @@ class PredictHandler:
 
 
 def _parse_version(repository: ModelRepository, name: str, version: str) -> int:
-    """A version path segment: a positive integer, or 'latest'."""
+    """A version path segment: `parse_version`'s rule, or 'latest'."""
     if version == "latest":
         return repository.versions(name)[-1]
-    if version.isascii() and version.isdigit():
-        return int(version)
-    available = repository.versions(name)  # an unknown model is reported first
-    raise ModelNotFoundError(
-        f"model {name!r} has no version {version!r}; a version is a positive integer or 'latest' "
-        f"(available versions: {available})",
-        {"model": name, "version": version, "available": available},
-    )
+    try:
+        return parse_version(version)
+    except ValueError:
+        available = repository.versions(name)  # an unknown model is reported first
+        raise ModelNotFoundError(
+            f"model {name!r} has no version {version!r}; {VERSION_RULE}, or 'latest' "
+            f"(available versions: {available})",
+            {"model": name, "version": version, "available": available},
+        ) from None

@@ -8,11 +8,11 @@ hash; `model.json` carries the real one. Everything else in the two copies is id
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.contract import gate_count
+from service.contract import MAX_VERSION, Architecture, TaskType, gate_count
 
 
 class _CardPart(BaseModel):
@@ -21,7 +21,7 @@ class _CardPart(BaseModel):
 
 class TaskSpec(_CardPart):
     name: str
-    type: Literal["regression", "binary"]
+    type: TaskType
 
 
 class InputSpec(_CardPart):
@@ -55,8 +55,8 @@ class OnnxSpec(_CardPart):
 
 class ModelCard(_CardPart):
     name: str
-    version: int = Field(ge=1)
-    architecture: Literal["mmoe", "omoe", "shared_bottom"]
+    version: int = Field(ge=1, le=MAX_VERSION)
+    architecture: Architecture
     tasks: list[TaskSpec] = Field(min_length=1)
     input: InputSpec
     experts: ExpertSpec

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.contract import MAX_VERSION
 from service.errors import (
     EmptyInstancesError,
     InvalidInstanceError,
@@ -98,10 +99,10 @@ def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
     if model is not None and not isinstance(model, str):
         raise InvalidRequestError(f"'model' is {_json_kind(model)}; it must be a model name")
     version = data.get("version")
-    if version is not None and (type(version) is not int or version < 1):
+    if version is not None and (type(version) is not int or not 1 <= version <= MAX_VERSION):
         raise InvalidRequestError(
-            f"'version' is {_json_kind(version)}; it must be a positive integer "
-            "(leave it out for the latest version)"
+            f"'version' is {_json_kind(version)}; it must be a whole number from 1 to "
+            f"{MAX_VERSION} (leave it out for the latest version)"
         )
     return PredictionRequest(instances, return_gates, model, version)
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from service.contract import MODEL_NAME_PATTERN
+from service.contract import MODEL_NAME_PATTERN, VERSION_RULE, is_version, parse_version
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.model import ServedModel
 from service.runtime import RuntimeOptions
@@ -119,17 +119,12 @@ def scan(root: Path) -> dict[str, list[tuple[int, Path]]]:
         for version_dir in model_dir.iterdir():
             if version_dir.name.startswith(".") or not version_dir.is_dir():
                 continue
-            if not _is_version(version_dir.name):
-                logger.warning("skipping %s: a version is a positive integer", version_dir)
+            if not is_version(version_dir.name):
+                logger.warning("skipping %s: %s", version_dir, VERSION_RULE)
                 continue
-            versions.append((int(version_dir.name), version_dir))
+            versions.append((parse_version(version_dir.name), version_dir))
         if versions:
             found[model_dir.name] = sorted(versions)
         else:
             logger.warning("skipping %s: it holds no versions", model_dir)
     return found
-
-
-def _is_version(name: str) -> bool:
-    """'1', '2', ... but not '0', '01' or '²'."""
-    return name.isascii() and name.isdigit() and str(int(name)) == name and int(name) >= 1

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EXAMPLE_ROW = [0.5, -1.2, 0.3]
+from service.contract import MAX_VERSION, Architecture
 
 
 class PredictRequest(BaseModel):
@@ -36,6 +36,7 @@ class PredictRequest(BaseModel):
     version: int | None = Field(
         None,
         ge=1,
+        le=MAX_VERSION,
         description="model version (default: the default model's configured "
         "version, else the latest)",
     )
@@ -44,7 +45,7 @@ class PredictRequest(BaseModel):
 class ModelReference(BaseModel):
     name: str = Field(examples=["mmoe-synthetic"])
     version: int = Field(examples=[1])
-    architecture: Literal["mmoe", "omoe", "shared_bottom"]
+    architecture: Architecture
 
 
 class TaskOutput(BaseModel):
@@ -134,7 +135,7 @@ class Signature(BaseModel):
 class VersionMetadata(BaseModel):
     name: str
     version: int
-    architecture: Literal["mmoe", "omoe", "shared_bottom"]
+    architecture: Architecture
     tasks: list[str]
     input_dim: int
     provider: Literal["cpu", "cuda"] = Field(description="the execution provider in use")

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.contract import MAX_VERSION, parse_version
+
 ENV_PREFIX = "MMOE_"
 
 
@@ -34,7 +36,10 @@ class Settings(BaseSettings):
         "mmoe-synthetic", min_length=1, description="model that answers requests naming none"
     )
     model_version: int | None = Field(
-        None, ge=1, description="version of the default model (unset: its latest version)"
+        None,
+        ge=1,
+        le=MAX_VERSION,
+        description="version of the default model (unset: its latest version)",
     )
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on")
@@ -57,9 +62,11 @@ class Settings(BaseSettings):
     @field_validator("model_version", mode="before")
     @classmethod
     def _latest_is_unset(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() in ("", "latest"):
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() in ("", "latest"):
             return None
-        return value
+        return parse_version(value)
 
     @field_validator("provider", "log_level", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.contract import MODEL_NAME_PATTERN
+from service.contract import MAX_VERSION, MODEL_NAME_PATTERN, Architecture, parse_version
 
 
 class ConfigError(ValueError):
@@ -74,7 +74,7 @@ class SyntheticDataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    architecture: Literal["mmoe", "omoe", "shared_bottom"] = Field(
+    architecture: Architecture = Field(
         "mmoe", description="mmoe (one gate per task), omoe (one shared gate), shared_bottom"
     )
     num_experts: int = Field(8, ge=1, le=1024, description="experts (MMoE/OMoE)")
@@ -108,11 +108,18 @@ class TrainConfig(_Strict):
 
 class ExportConfig(_Strict):
     name: str = Field("mmoe-synthetic", description="model name: models/<name>/<version>/")
-    version: int | None = Field(None, ge=1, description="version (default: latest + 1)")
+    version: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="version (default: latest + 1)"
+    )
     models_dir: Path = Field(Path("models"), description="model repository root")
     overwrite: bool = Field(False, description="replace an existing version")
     rtol: float = Field(1e-4, gt=0.0, description="validation: relative tolerance")
     atol: float = Field(1e-5, gt=0.0, description="validation: absolute tolerance")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _one_version_rule(cls, value: Any) -> Any:
+        return parse_version(value) if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod

@@ -15,7 +15,7 @@ import onnx
 import onnxruntime
 import torch
 
-from service.contract import CARD_FILE, MODEL_FILE, ONNX_OPSET, gate_count
+from service.contract import CARD_FILE, INPUT_FEATURES, MODEL_FILE, ONNX_OPSET, TaskType, gate_count
 from service.model_card import ExpertSpec, InputSpec, ModelCard, OnnxSpec, TaskSpec
 from training import synthetic
 from training.config import RunConfig
@@ -41,7 +41,7 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
     started = time.perf_counter()
     data = synthetic.generate(config.data)
     task_names = config.data.task_names
-    task_types = ["regression"] * len(task_names)
+    task_types: list[TaskType] = ["regression"] * len(task_names)
 
     model = initial_model(
         config.model, torch.from_numpy(data.train.features), len(task_names), config.train.seed
@@ -70,7 +70,7 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
         architecture=config.model.architecture,
         tasks=[TaskSpec(name=n, type=t) for n, t in zip(task_names, task_types, strict=True)],
         input=InputSpec(
-            name="features",
+            name=INPUT_FEATURES,
             dim=config.data.input_dim,
             feature_names=[f"x_{i + 1}" for i in range(config.data.input_dim)],
         ),

@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from service.contract import is_version, parse_version
+
 
 class VersionExistsError(FileExistsError):
     """The requested version is already in the repository and overwriting was not asked for."""
@@ -21,7 +23,9 @@ def existing_versions(models_dir: Path, name: str) -> list[int]:
     model_dir = models_dir / name
     if not model_dir.is_dir():
         return []
-    return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.name.isdigit())
+    return sorted(
+        parse_version(entry.name) for entry in model_dir.iterdir() if is_version(entry.name)
+    )
 
 
 def next_version(models_dir: Path, name: str) -> int:

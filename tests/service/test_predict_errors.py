@@ -185,9 +185,11 @@ def test_predict_rejects_malformed_json(trained_client: TestClient) -> None:
         ({"instances": [ROW], "model": 7}, "'model' is a number (7); it must be a model name",
          None),
         ({"instances": [ROW], "version": "1"}, "'version' is a string (\"1\"); it must be a "
-         "positive integer (leave it out for the latest version)", None),
-        ({"instances": [ROW], "version": 0}, "'version' is a number (0); it must be a positive "
-         "integer (leave it out for the latest version)", None),
+         "whole number from 1 to 2147483647 (leave it out for the latest version)", None),
+        ({"instances": [ROW], "version": 0}, "'version' is a number (0); it must be a whole "
+         "number from 1 to 2147483647 (leave it out for the latest version)", None),
+        ({"instances": [ROW], "version": 2**31}, "'version' is a number (2147483648); it must be "
+         "a whole number from 1 to 2147483647 (leave it out for the latest version)", None),
     ],
 )  # fmt: skip
 def test_predict_rejects_malformed_requests(
@@ -267,8 +269,13 @@ def test_predict_rejects_an_unknown_version(trained_client: TestClient) -> None:
         ("/models/omoe-tiny/versions/2", "model 'omoe-tiny' has no version 2; available "
          "versions: [1]", {"model": "omoe-tiny", "version": 2, "available": [1]}),
         ("/models/omoe-tiny/versions/v1", "model 'omoe-tiny' has no version 'v1'; a version is a "
-         "positive integer or 'latest' (available versions: [1])",
-         {"model": "omoe-tiny", "version": "v1", "available": [1]}),
+         "whole number from 1 to 2147483647 with no leading zero, or 'latest' (available "
+         "versions: [1])", {"model": "omoe-tiny", "version": "v1", "available": [1]}),
+        *[(f"/models/omoe-tiny/versions/{segment}", f"model 'omoe-tiny' has no version "
+           f"{segment!r}; a version is a whole number from 1 to 2147483647 with no leading zero, "
+           "or 'latest' (available versions: [1])",
+           {"model": "omoe-tiny", "version": segment, "available": [1]})
+          for segment in ("01", "0", "+1", "1.0", "2147483648")],
     ],
 )  # fmt: skip
 def test_model_routes_reject_unknown_models_and_versions(

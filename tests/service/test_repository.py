@@ -182,14 +182,15 @@ def test_a_file_that_is_not_onnx_fails_the_start_up(bundled_copy: Path) -> None:
 def test_entries_that_are_not_versions_are_skipped_with_a_warning(
     bundled_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (bundled_copy / NAME / "01").mkdir()
-    (bundled_copy / NAME / "latest").mkdir()
+    not_versions = ["0", "01", "latest", "²", "٣", "+2", "2147483648"]
+    for entry in not_versions:
+        (bundled_copy / NAME / entry).mkdir()
     (bundled_copy / "Not A Name").mkdir()
     with caplog.at_level(logging.WARNING, logger="service.repository"):
         repository = load(bundled_copy)
     assert repository.versions(NAME) == [1]
-    assert sorted(record.getMessage() for record in caplog.records) == [
-        f"skipping {bundled_copy / 'Not A Name'}: not a valid model name",
-        f"skipping {bundled_copy / NAME / '01'}: a version is a positive integer",
-        f"skipping {bundled_copy / NAME / 'latest'}: a version is a positive integer",
-    ]
+    rule = "a version is a whole number from 1 to 2147483647 with no leading zero"
+    assert sorted(record.getMessage() for record in caplog.records) == sorted(
+        [f"skipping {bundled_copy / 'Not A Name'}: not a valid model name"]
+        + [f"skipping {bundled_copy / NAME / entry}: {rule}" for entry in not_versions]
+    )

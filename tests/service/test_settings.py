@@ -80,7 +80,12 @@ def test_an_empty_or_latest_version_means_the_latest(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MMOE_PROVIDER", "tpu"), ("MMOE_PORT", "http"), ("MMOE_INTRA_OP_THREADS", "0")],
+    [
+        ("MMOE_PROVIDER", "tpu"),
+        ("MMOE_PORT", "http"),
+        ("MMOE_INTRA_OP_THREADS", "0"),
+        *[("MMOE_MODEL_VERSION", version) for version in ("01", "0", "٣", "2147483648")],
+    ],
 )
 def test_invalid_values_are_rejected(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
     clean_env.setenv(name, value)

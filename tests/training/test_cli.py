@@ -131,6 +131,14 @@ def test_an_existing_version_is_not_overwritten(exported_tiny):
             "(got 'Bad Name')",
         ),
         (["--data.p", "0.5"], "mmoe-train: error: unrecognized arguments: --data.p 0.5"),
+        *[
+            (
+                ["--export.version", version],
+                "mmoe-train: error: invalid config: export.version: a version is a whole number "
+                f"from 1 to 2147483647 with no leading zero (got {version!r})",
+            )
+            for version in ("01", "0", "٣", "2147483648")
+        ],
     ],
 )
 def test_bad_arguments_name_the_field(arguments, message):

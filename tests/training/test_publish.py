@@ -15,6 +15,8 @@ def test_versions_count_up_and_ignore_hidden_entries(tmp_path):
     publish_version(tmp_path, "m", 1, write_file("a"))
     publish_version(tmp_path, "m", 3, write_file("b"))
     (tmp_path / "m" / ".staging-4-x").mkdir()
+    for not_a_version in ("0", "07", "٣", "²", "+5", "latest"):  # the service skips these too
+        (tmp_path / "m" / not_a_version).mkdir()
     assert existing_versions(tmp_path, "m") == [1, 3]
     assert next_version(tmp_path, "m") == 4
 
