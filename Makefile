@@ -20,8 +20,15 @@ $(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# Everything: training (torch CPU build), tests and lint tools.
+# Everything: training, tests and lint tools. torch first, alone, from PyTorch's CPU wheel index:
+# PyPI's Linux wheel of the same version is the multi-GB CUDA build. Its dependencies (and a
+# local wheel, where pip is configured with one) come from the usual indexes in the second step.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_VERSION := $(shell sed -n 's/.*"torch==\([^"]*\)".*/\1/p' pyproject.toml)
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps --extra-index-url $(TORCH_CPU_INDEX) \
+	  'torch==$(TORCH_VERSION)'
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	touch $@ $(VENV)/.installed-serve
 
@@ -31,9 +38,11 @@ run: $(VENV)/.installed-serve  ## serve the bundled default model on http://127.
 test: $(VENV)/.installed-dev  ## run the test suite
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-dev  ## ruff lint and format check
+lint: $(VENV)/.installed-dev  ## ruff lint and format check, mypy, import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(VENV)/.installed-dev  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -121,7 +121,7 @@ def verify_signature(
     declared = [_comparable(node) for node in outputs]
     wanted = [(name, FLOAT_TENSOR, shape) for name, shape in promised.items()]
     if sorted(declared) != sorted(wanted):
-        expected_nodes = [TensorSignature(*item) for item in wanted]
+        expected_nodes = [TensorSignature(name, kind, list(shape)) for name, kind, shape in wanted]
         raise ModelLoadError(
             f"{source}: the graph's outputs are {_describe(outputs)}, but the card promises "
             f"{_describe(expected_nodes)}"

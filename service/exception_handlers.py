@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from service.errors import ServiceError, error_body
+from service.json_encoding import encode
 from service.middleware import request_id_of
-from service.responses import encode
 
 
 def error_response(
@@ -18,7 +20,7 @@ def error_response(
     code: str,
     message: str,
     details: object = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body = error_body(code, message, details, request_id_of(request.scope))
     return Response(encode(body), status, headers=headers, media_type="application/json")

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_body
-from service.responses import encode
+from service.json_encoding import encode
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def request_id_of(scope: Scope) -> str | None:
-    return scope.get("state", {}).get("request_id")
+    request_id: str | None = scope.get("state", {}).get("request_id")
+    return request_id
 
 
 class RequestIdMiddleware:

@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 
+from service.json_encoding import encode
 from service.model import ModelOutputs, ServedModel
-
-JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 def model_reference(model: ServedModel) -> dict[str, Any]:
@@ -32,8 +30,4 @@ def encode_prediction(model: ServedModel, outputs: ModelOutputs) -> bytes:
     for index, task in enumerate(model.task_names):
         gate_weights = None if gates is None else gates[index if len(gates) > 1 else 0]
         tasks[task] = {"predictions": per_task[index], "gate_weights": gate_weights}
-    return orjson.dumps({"model": model_reference(model), "tasks": tasks}, option=JSON_OPTIONS)
-
-
-def encode(content: Any) -> bytes:
-    return orjson.dumps(content, option=JSON_OPTIONS)
+    return encode({"model": model_reference(model), "tasks": tasks})

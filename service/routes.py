@@ -10,7 +10,7 @@ from starlette.responses import Response
 from service import schemas
 from service.errors import PayloadTooLargeError
 from service.handlers import HealthHandler, ModelsHandler, PredictHandler
-from service.responses import encode
+from service.json_encoding import encode
 
 JSON = "application/json"
 

@@ -107,7 +107,8 @@ class OnnxSession:
 
     def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One inference. Thread-safe: onnxruntime sessions allow concurrent `run` calls."""
-        return self._session.run(output_names, feeds)
+        outputs: list[np.ndarray] = self._session.run(output_names, feeds)
+        return outputs
 
 
 def _signature(node: onnxruntime.NodeArg) -> TensorSignature:

@@ -90,7 +90,8 @@ def _overrides(arguments: argparse.Namespace) -> dict[str, Any]:
         if "." not in key:
             continue
         section, name = key.split(".", 1)
-        annotation = RunConfig.model_fields[section].annotation.model_fields[name].annotation
+        section_model: type[BaseModel] = RunConfig.model_fields[section].annotation  # type: ignore[assignment]
+        annotation = section_model.model_fields[name].annotation
         if _takes_list(annotation) or value.lower() in ("null", "none"):
             try:
                 value = json.loads(value) if value.lower() != "none" else None

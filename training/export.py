@@ -27,7 +27,7 @@ from service.contract import (
     OUTPUT_GATES,
     OUTPUT_PREDICTIONS,
 )
-from training.models import MultiTaskModel, SharedBottom
+from training.models import MixtureOfExperts, MultiTaskModel, SharedBottom
 
 logger = logging.getLogger(__name__)
 # The exporter warns on every run that torchvision's operators are not registered; we use none.
@@ -45,6 +45,8 @@ class ExportValidationError(RuntimeError):
 
 class InferenceGraph(nn.Module):
     """What gets exported: the model plus the output activation for binary tasks."""
+
+    binary_tasks: Tensor
 
     def __init__(self, model: MultiTaskModel, task_types: Sequence[str]) -> None:
         super().__init__()
@@ -85,6 +87,8 @@ def export_onnx(graph: InferenceGraph, input_dim: int, path: Path, card_json: st
             dynamo=True,
             verbose=False,
         )
+    if program is None:  # only the legacy exporter returns None, and dynamo=True is not that
+        raise RuntimeError("torch.onnx.export returned no ONNX program")
     proto = program.model_proto
     _name_batch_axis(proto)
     onnx.helper.set_model_props(proto, {CARD_METADATA_KEY: card_json})
@@ -101,7 +105,7 @@ def _name_batch_axis(proto: onnx.ModelProto) -> None:
 def expected_signature(graph: InferenceGraph, num_tasks: int) -> dict[str, list[int | None]]:
     """Output name -> shape with None for the batch axis, as the card records it."""
     signature: dict[str, list[int | None]] = {OUTPUT_PREDICTIONS: [None, num_tasks]}
-    if graph.has_gates:
+    if isinstance(graph.model, MixtureOfExperts):
         gates = graph.model.gates.weight
         signature[OUTPUT_GATES] = [None, gates.shape[0], gates.shape[2]]
     return signature

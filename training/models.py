@@ -31,6 +31,9 @@ def _uniform_fan_in(tensor: Tensor, fan_in: int) -> None:
 class FeatureNormalizer(nn.Module):
     """Standardises raw features with statistics fitted on training data; exported in the graph."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, input_dim: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(input_dim))

@@ -111,7 +111,10 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
 
 
 def _split_metrics(
-    graph: InferenceGraph, split: synthetic.SyntheticSplit, names: list[str], types: list[str]
+    graph: InferenceGraph,
+    split: synthetic.SyntheticSplit,
+    names: list[str],
+    types: list[TaskType],
 ) -> dict[str, dict[str, float | None]]:
     predictions = graph.reference_outputs(split.features)["predictions"]
     return {

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.contract import Architecture
 from training.config import SyntheticDataConfig, TrainConfig
 
-MODELS = ("shared_bottom", "omoe", "mmoe")
+MODELS: tuple[Architecture, ...] = ("shared_bottom", "omoe", "mmoe")
 MODEL_LABELS = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
 
 _DATA = SyntheticDataConfig()

@@ -74,13 +74,13 @@ def findings(records: Sequence[dict], protocol: Protocol) -> list[str]:
         return cell_stats(runs)["mean_of_tasks"]
 
     rise = {m: stats(m, low)["q50"] - stats(m, high)["q50"] for m in MODELS}
-    least = min(rise, key=rise.get)
+    least = min(rise, key=rise.__getitem__)
     gap = {m: stats(m, high)["q50"] / stats("mmoe", high)["q50"] - 1 for m in MODELS}
     spread = {
         m: max(stats(m, p)["q90"] - stats(m, p)["q10"] for p in protocol.correlations)
         for m in MODELS
     }
-    widest = max(spread, key=spread.get)
+    widest = max(spread, key=spread.__getitem__)
     rises = ", ".join(f"{MODEL_LABELS[m]} {rise[m]:+.4f}" for m in MODELS)
     spreads = ", ".join(f"{MODEL_LABELS[m]} {spread[m]:.4f}" for m in MODELS)
     return [

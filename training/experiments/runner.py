@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from service.contract import Architecture
 from training import synthetic
 from training.config import ModelConfig
 from training.experiments.protocol import (
@@ -37,7 +38,7 @@ TASK_TYPES = ("regression", "regression")
 @dataclass(frozen=True)
 class Job:
     protocol: Protocol
-    model: str
+    model: Architecture
     setting: Setting
     keys: tuple[RunKey, ...]
 
