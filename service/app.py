@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib import metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,8 +20,6 @@ from service.runtime import RuntimeOptions
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-VERSION = "0.1.0"
 
 
 def load_repository(settings: Settings) -> ModelRepository:
@@ -49,7 +48,7 @@ def create_app(
 
     app = FastAPI(
         title="MMoE multi-task model service",
-        version=VERSION,
+        version=metadata.version("mmoe-service"),
         description=(
             "Per-task predictions and gate weights from MMoE, OMoE and Shared-Bottom models, "
             "served by onnxruntime. Every error has the shape "

@@ -23,28 +23,30 @@ from service.contract import (
 from service.errors import ModelLoadError
 from service.model_card import ModelCard
 from service.runtime import TensorSignature
+from service.validation_errors import describe_problems
 
 FLOAT_TENSOR = "tensor(float)"
+
+
+def read_file(path: Path, what: str) -> bytes:
+    """A model version's file, or a ModelLoadError saying which file could not be read and why."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ModelLoadError(f"{path}: cannot read the {what}: {error.strerror}") from None
 
 
 def read_card(directory: Path) -> ModelCard:
     """Parse and validate `<directory>/model.json`."""
     path = directory / CARD_FILE
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ModelLoadError(f"{path}: cannot read the model card: {error.strerror}") from None
-    return parse_card(text, str(path))
+    return parse_card(read_file(path, "model card"), str(path))
 
 
-def parse_card(text: str, source: str) -> ModelCard:
+def parse_card(text: str | bytes, source: str) -> ModelCard:
     try:
         return ModelCard.model_validate_json(text)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(card)'}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        )
+        problems = describe_problems(error.errors(), name=lambda field: field or "(card)")
         raise ModelLoadError(f"{source}: invalid model card: {problems}") from None
 
 

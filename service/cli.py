@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from service.errors import ModelLoadError
 from service.settings import ENV_PREFIX, Settings
+from service.validation_errors import describe_problems
 
 logger = logging.getLogger("service")
 
@@ -42,10 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(map(str, item['loc'])).upper()}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        )
+        problems = describe_problems(error.errors(), name=lambda field: ENV_PREFIX + field.upper())
         print(f"mmoe-serve: invalid settings: {problems}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, force=True)

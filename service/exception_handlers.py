@@ -12,6 +12,7 @@ from starlette.responses import Response
 from service.errors import ServiceError, error_body
 from service.json_encoding import encode
 from service.middleware import request_id_of
+from service.validation_errors import describe_problems, message_of
 
 
 def error_response(
@@ -49,12 +50,12 @@ async def http_error(request: Request, error: Exception) -> Response:
 async def validation_error(request: Request, error: Exception) -> Response:
     """FastAPI's parameter validation, in the same shape."""
     assert isinstance(error, RequestValidationError)
-    problems = [
-        {"location": [str(part) for part in item["loc"]], "message": item["msg"]}
+    details = [
+        {"location": [str(part) for part in item["loc"]], "message": message_of(item)}
         for item in error.errors()
     ]
-    message = "; ".join(f"{'.'.join(p['location'])}: {p['message']}" for p in problems)
-    return error_response(request, 422, "invalid_request", f"invalid request: {message}", problems)
+    message = describe_problems(error.errors())
+    return error_response(request, 422, "invalid_request", f"invalid request: {message}", details)
 
 
 def install(app: FastAPI) -> None:

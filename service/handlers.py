@@ -22,10 +22,6 @@ class ServiceState:
     def __init__(self, repository: ModelRepository | None = None) -> None:
         self.repository = repository
 
-    @property
-    def ready(self) -> bool:
-        return self.repository is not None
-
     def require_repository(self) -> ModelRepository:
         if self.repository is None:
             raise NotReadyError(

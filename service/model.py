@@ -53,10 +53,7 @@ class ServedModel:
             raise ModelLoadError(
                 f"{source}: the card names the file {card.onnx.file!r}, the contract {MODEL_FILE!r}"
             )
-        try:
-            model_bytes = model_path.read_bytes()
-        except OSError as error:
-            raise ModelLoadError(f"{model_path}: cannot read the model: {error.strerror}") from None
+        model_bytes = artifact.read_file(model_path, "model")
         artifact.verify_sha256(card, model_bytes, str(model_path))
         session = OnnxSession(model_bytes, str(model_path), options)
         artifact.verify_embedded_card(card, session.metadata, str(model_path))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from service.contract import MAX_VERSION, MODEL_NAME_PATTERN, Architecture, parse_version
+from service.validation_errors import describe_problems
 
 
 class ConfigError(ValueError):
@@ -149,17 +150,8 @@ class RunConfig(_Strict):
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem: the dotted field name, what is wrong, and the value given."""
-    lines = []
-    for problem in error.errors():
-        location = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        given = problem.get("input")
-        suffix = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-        lines.append(f"{location}: {message}{suffix}" if location else message + suffix)
-    return "invalid config: " + "; ".join(lines)
+    """Each problem: the dotted field name, what is wrong, and the value given."""
+    return "invalid config: " + describe_problems(error.errors(), show_input=True)
 
 
 def build_config(raw: dict[str, Any]) -> RunConfig:

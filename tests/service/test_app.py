@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,8 @@ def test_fastapi_validation_and_http_errors_take_the_same_shape(bundled_copy: Pa
 
 def test_openapi_documents_predict_and_docs_are_served(trained_client: TestClient) -> None:
     schema = trained_client.get("/openapi.json").json()
+    declared = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert schema["info"]["version"] == declared["project"]["version"]
     predict = schema["paths"]["/predict"]["post"]
     body = predict["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"instances", "return_gates", "model", "version"}
