@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from importlib import metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from anyio import to_thread
 from fastapi import FastAPI
