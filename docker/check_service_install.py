@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,10 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-IMAGE_FILES = ["pyproject.toml", "docker/requirements.py", "service"]
+sys.path.insert(0, str(REPO_ROOT))  # the test helpers: bundled models, free ports
+from tests.support import copy_bundled, environment_without_settings, free_port  # noqa: E402
+
+IMAGE_FILES = ["pyproject.toml", "docker/requirements.py", "docker/install-venv.sh", "service"]
 
 IMPORT_CHECK = """
 import importlib.util, sys
@@ -38,10 +40,10 @@ print("service imports without torch; onnxruntime", onnxruntime.__version__)
 """
 
 
-def run(*command: str | Path, cwd: Path | None = None) -> str:
+def run(*command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     shown = ["<program>" if "\n" in str(part) else str(part) for part in command]
     print("+", " ".join(shown), flush=True)
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return done.stdout
@@ -54,24 +56,23 @@ def install(work: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         copy = shutil.copytree if (REPO_ROOT / name).is_dir() else shutil.copy2
         copy(REPO_ROOT / name, target)
-    run(sys.executable, "-m", "venv", work / "venv")
-    python = work / "venv" / "bin" / "python"
-    requirements = work / "requirements.txt"
-    requirements.write_text(run(python, source / "docker" / "requirements.py"))
-    run(python, "-m", "pip", "install", "--quiet", "-r", requirements)
-    run(python, "-m", "pip", "install", "--quiet", "--no-deps", ".", cwd=source)
-    return python
+    # The image's own build steps, with this interpreter as the image's python3.
+    interpreter_dir = str(Path(sys.executable).parent)
+    env = os.environ | {
+        "VENV": str(work / "venv"),
+        "PATH": f"{interpreter_dir}:{os.environ['PATH']}",
+    }
+    for step in ("dependencies", "project"):
+        run("sh", "docker/install-venv.sh", step, cwd=source, env=env)
+    return work / "venv" / "bin" / "python"
 
 
 def serve_bundled_model(python: Path, work: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MMOE_")}
-    env |= {
+    port = free_port()
+    env = environment_without_settings() | {
         "MMOE_HOST": "127.0.0.1",
         "MMOE_PORT": str(port),
-        "MMOE_MODEL_REPOSITORY": str(REPO_ROOT / "models"),
+        "MMOE_MODEL_REPOSITORY": str(copy_bundled(work / "models")),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     healthcheck = [python, "-c", healthcheck_command()]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT, copy_bundled, environment_without_settings, free_port
+
 READY_DEADLINE_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ServerProcess:
@@ -31,7 +24,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         settings = {"MMOE_HOST": "127.0.0.1", "MMOE_PORT": str(self.port)} | env
-        clean = {key: value for key, value in os.environ.items() if not key.startswith("MMOE_")}
+        clean = environment_without_settings()
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service"],
@@ -72,11 +65,17 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The bundled model from models/, on CPU, with small request limits to test them."""
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    """A copy of the bundled models, on CPU, with small request limits to test them."""
+    work = tmp_path_factory.mktemp("server")
+    repository = copy_bundled(work / "models")
     process = ServerProcess(
-        {"MMOE_PROVIDER": "cpu", "MMOE_MAX_INSTANCES": "64", "MMOE_MAX_BODY_BYTES": "262144"},
-        log_path,
+        {
+            "MMOE_MODEL_REPOSITORY": str(repository),
+            "MMOE_PROVIDER": "cpu",
+            "MMOE_MAX_INSTANCES": "64",
+            "MMOE_MAX_BODY_BYTES": "262144",
+        },
+        work / "server.log",
     )
     try:
         process.wait_ready()

@@ -3,7 +3,6 @@ Shared-Bottom models (trained once per session by the real training CLI)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,20 +13,11 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app, load_repository
 from service.settings import Settings
+from tests.support import REPO_ROOT, copy_bundled
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_MODELS = REPO_ROOT / "models"
-BUNDLED_NAME = "mmoe-synthetic"
 REQUEST_ID = "test-request-1"
 
 TINY_MODELS = {"omoe-tiny": "omoe", "shared-bottom-tiny": "shared_bottom"}
-
-
-def copy_bundled(root: Path, version: int = 1) -> Path:
-    """models/mmoe-synthetic/1 copied to root/mmoe-synthetic/<version>/; returns that directory."""
-    target = root / BUNDLED_NAME / str(version)
-    shutil.copytree(BUNDLED_MODELS / BUNDLED_NAME / "1", target)
-    return target
 
 
 @pytest.fixture(scope="session")
@@ -73,5 +63,4 @@ def trained_client(trained_repository: Path) -> Iterator[TestClient]:
 @pytest.fixture
 def bundled_copy(tmp_path: Path) -> Path:
     """A fresh copy of the bundled repository to break in a test; returns the repository root."""
-    copy_bundled(tmp_path)
-    return tmp_path
+    return copy_bundled(tmp_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +11,12 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from service.settings import Settings
+from tests.support import REPO_ROOT, environment_without_settings
 
 
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("MMOE_")}
+    clean = environment_without_settings()
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         cwd=REPO_ROOT,
@@ -30,8 +31,8 @@ def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     "CUDAExecutionProvider" in onnxruntime.get_available_providers(),
     reason="this onnxruntime has CUDA",
 )
-def test_cuda_without_cuda_fails_at_start_up_with_the_fix() -> None:
-    result = serve({"MMOE_PROVIDER": "cuda"})
+def test_cuda_without_cuda_fails_at_start_up_with_the_fix(bundled_copy: Path) -> None:
+    result = serve({"MMOE_PROVIDER": "cuda", "MMOE_MODEL_REPOSITORY": str(bundled_copy)})
     assert result.returncode == 1
     assert "ERROR service: cannot start: MMOE_PROVIDER=cuda, but this onnxruntime build" in (
         result.stderr
@@ -70,14 +71,21 @@ def test_the_settings_are_printed_at_start_up(bundled_copy: Path) -> None:
     assert settings["MMOE_PORT"] == 1
 
 
-def test_help_lists_every_environment_variable() -> None:
+def documented_settings() -> list[str]:
+    """The variables in docs/api.md's settings table, in its order."""
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    return re.findall(r"^\| `(MMOE_[A-Z_]+)` +\|", text, flags=re.MULTILINE)
+
+
+def test_help_lists_every_environment_variable_the_docs_list() -> None:
     result = serve({}, "--help")
     assert result.returncode == 0
-    for name in ["MMOE_MODEL_REPOSITORY", "MMOE_PROVIDER", "MMOE_MAX_BODY_BYTES"]:
-        assert name in result.stdout
+    listed = re.findall(r"^  (MMOE_[A-Z_]+) +(\S.*\(default: .+\))$", result.stdout, re.MULTILINE)
+    assert [name for name, _ in listed] == documented_settings()
+    assert len(documented_settings()) == len(Settings.model_fields)
 
 
-def test_serving_a_request_never_imports_torch() -> None:
+def test_serving_a_request_never_imports_torch(bundled_copy: Path) -> None:
     script = """
 import sys
 from fastapi.testclient import TestClient
@@ -85,17 +93,17 @@ import service.cli
 from service.app import create_app, load_repository
 from service.settings import Settings
 
-settings = Settings(provider="cpu")
+settings = Settings(provider="cpu", model_repository=REPOSITORY)
 with TestClient(create_app(settings, load_repository(settings))) as client:
     response = client.post("/predict", json={"instances": [[0.0] * 100]})
     assert response.status_code == 200, response.text
     assert client.get("/models/mmoe-synthetic").status_code == 200
 print(sorted(name for name in sys.modules if name.split(".")[0] == "torch"))
-"""
+""".replace("REPOSITORY", repr(str(bundled_copy)))
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO_ROOT,
-        env={key: value for key, value in os.environ.items() if not key.startswith("MMOE_")},
+        env=environment_without_settings(),
         capture_output=True,
         text=True,
         timeout=60,

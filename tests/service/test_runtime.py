@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import onnxruntime
 import pytest
 
@@ -16,8 +14,9 @@ from service.runtime import (
     choose_providers,
     provider_label,
 )
+from tests.support import bundled_version_dir
 
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "mmoe-synthetic" / "1" / "model.onnx"
+BUNDLED = bundled_version_dir() / "model.onnx"
 CPU_ONLY = ["AzureExecutionProvider", CPU_PROVIDER]
 WITH_CUDA = ["TensorrtExecutionProvider", CUDA_PROVIDER, CPU_PROVIDER]
 
@@ -53,12 +52,25 @@ def test_the_label_follows_the_providers_the_session_really_uses() -> None:
     assert provider_label([CPU_PROVIDER]) == "cpu"
 
 
-@pytest.mark.parametrize("provider", ["cpu", "auto"])
-def test_sessions_report_the_provider_they_got(provider: str) -> None:
-    session = OnnxSession(BUNDLED.read_bytes(), str(BUNDLED), RuntimeOptions(provider, 1))
-    expected = "cuda" if CUDA_PROVIDER in onnxruntime.get_available_providers() else "cpu"
-    assert session.provider == (expected if provider == "auto" else "cpu")
-    assert session.providers[-1] == CPU_PROVIDER
+def test_a_cpu_session_runs_on_the_cpu() -> None:
+    session = OnnxSession(BUNDLED.read_bytes(), str(BUNDLED), RuntimeOptions("cpu", 1))
+    assert (session.provider, session.providers) == ("cpu", [CPU_PROVIDER])
+
+
+@pytest.mark.skipif(
+    CUDA_PROVIDER in onnxruntime.get_available_providers(), reason="this onnxruntime has CUDA"
+)
+def test_auto_falls_back_to_the_cpu_when_cuda_is_offered_but_does_not_load(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """onnxruntime drops a provider it cannot load: the label follows what the session kept."""
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: WITH_CUDA)
+    with pytest.warns(UserWarning, match="'CUDAExecutionProvider' is not in available provider"):
+        session = OnnxSession(BUNDLED.read_bytes(), str(BUNDLED), RuntimeOptions("auto", 1))
+    assert (session.provider, session.providers) == ("cpu", [CPU_PROVIDER])
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{BUNDLED}: CUDA is offered but onnxruntime fell back to ['CPUExecutionProvider']"
+    ]
 
 
 @pytest.mark.skipif(

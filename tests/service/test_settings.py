@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from service.settings import Settings
+from tests.support import environment_without_settings
 
 ENV_NAMES = [
     "MMOE_MODEL_REPOSITORY",
@@ -33,19 +36,35 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
-    settings = Settings()
-    assert settings.describe() == {
+    described = Settings().describe()
+    assert described.pop("MMOE_INTRA_OP_THREADS") >= 1  # the next test pins the CPUs to check it
+    assert described == {
         "MMOE_MODEL_REPOSITORY": "models",
         "MMOE_MODEL_NAME": "mmoe-synthetic",
         "MMOE_MODEL_VERSION": None,
         "MMOE_HOST": "127.0.0.1",
         "MMOE_PORT": 8000,
         "MMOE_PROVIDER": "auto",
-        "MMOE_INTRA_OP_THREADS": len(os.sched_getaffinity(0)),
         "MMOE_MAX_INSTANCES": 1024,
         "MMOE_MAX_BODY_BYTES": 8388608,
         "MMOE_LOG_LEVEL": "info",
     }
+
+
+def test_intra_op_threads_default_to_the_cpus_the_process_may_use() -> None:
+    """A process confined to one CPU (as by taskset or a cpuset) gets one thread."""
+    script = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from service.settings import Settings; print(Settings().intra_op_threads)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment_without_settings(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
 
 
 def test_every_setting_is_read_from_its_environment_variable(
