@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,10 +28,10 @@ import httpx
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT, copy_bundled, environment_without_settings, free_port
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-BUNDLED_MODELS = REPO_ROOT / "models"
 MODEL_NAME = "mmoe-synthetic"
 INPUT_DIM = 100
 
@@ -63,7 +62,7 @@ class Stage:
 
     name: str
     env: dict[str, str] = field(default_factory=dict)
-    user: str | None = None
+    user: str | None = None  # with build arguments expanded to their defaults
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     healthcheck: list[str] = field(default_factory=list)
@@ -97,8 +96,18 @@ def expand(value: str, env: dict[str, str]) -> str:
 def dockerfile_stages(text: str) -> dict[str, Stage]:
     stages: dict[str, Stage] = {}
     stage: Stage | None = None
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults
+    stage_args: dict[str, str] = {}  # ARGs declared in the current stage (Docker's scoping)
     for keyword, arguments in dockerfile_instructions(text):
+        if keyword == "ARG":
+            name, has_default, default = arguments.partition("=")
+            if stage is None:
+                global_args[name] = default
+            else:
+                stage_args[name] = default if has_default else global_args.get(name, "")
+            continue
         if keyword == "FROM":
+            stage_args = {}
             words = arguments.split()
             base, name = words[0], words[-1] if len(words) == 3 else ""
             parent = stages.get(base, Stage(name=base))
@@ -112,7 +121,7 @@ def dockerfile_stages(text: str) -> dict[str, Stage]:
                 key, _, value = word.partition("=")
                 stage.env[key] = expand(value, stage.env)
         elif keyword == "USER":
-            stage.user = arguments
+            stage.user = expand(arguments, stage_args | stage.env)
         elif keyword == "ENTRYPOINT":
             stage.entrypoint, stage.cmd = exec_form(arguments), []
         elif keyword == "CMD":
@@ -169,7 +178,7 @@ class Container:
     def host_env(self, **overrides: str) -> dict[str, str]:
         """This machine's environment less its MMOE_ settings, then the container's, then
         `overrides`."""
-        host = {key: value for key, value in os.environ.items() if not key.startswith("MMOE_")}
+        host = environment_without_settings()
         image = {key: value for key, value in self.env.items() if key not in HOST_ONLY}
         return host | image | overrides
 
@@ -177,15 +186,9 @@ class Container:
 # --- running them ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def repository_copy(root: Path) -> Path:
-    shutil.copytree(BUNDLED_MODELS, root, ignore=shutil.ignore_patterns(".*"))
-    return root
+    """The volume: seeded with the bundled models, as Docker seeds it from the image."""
+    return copy_bundled(root)
 
 
 @contextmanager
@@ -361,10 +364,26 @@ def test_services_read_the_model_repository_volume_the_trainer_writes(name):
 @pytest.mark.parametrize("name", ["api", "trainer", "api-gpu"])
 def test_containers_run_unprivileged_on_a_read_only_root_filesystem(name):
     container = Container.of(name)
-    assert container.image.user and container.image.user.split(":")[0] not in ("root", "0")
+    assert container.image.user is not None
+    uid, _, gid = container.image.user.partition(":")
+    assert uid.isdigit() and int(uid) != 0, container.image.user
+    assert gid.isdigit() and int(gid) != 0, container.image.user
     assert container.service["read_only"] is True
     assert "/tmp" in container.service["tmpfs"]
     assert container.env["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+@pytest.mark.parametrize("name", ["api", "trainer", "api-gpu", "proxy"])
+def test_every_container_is_hardened_and_limited(name):
+    """What docs/deploy.md promises of every container, the proxy included."""
+    service = compose_services()[name]
+    assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    limits = service["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) > 0 and re.fullmatch(r"[0-9]+[mg]", limits["memory"])
+    if "user" in service:  # the proxy's image is nginx's; ours set USER in the Dockerfile
+        uid = service["user"].split(":")[0]
+        assert uid.isdigit() and int(uid) != 0
 
 
 def test_gpu_service_reserves_an_nvidia_gpu_and_requires_cuda():

@@ -6,10 +6,14 @@ import csv
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from training.config import SyntheticDataConfig
+from training.experiments import plots
 from training.experiments.__main__ import main
 from training.experiments.label_correlation import label_correlation
 from training.experiments.protocol import QUICK, extra_keys, main_keys
@@ -40,23 +44,76 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def figures() -> dict[str, Figure]:
+    """Each figure the run draws, by file name, as it was just before it was saved."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Figure]) -> Path:
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("results")
     args = ["--quick", "--workers", "1", "--out", str(out)]
     for item in TINY:
         args += ["--set", item]
-    assert main(args) == 0
+    save = plots._save
+
+    def keep_then_save(figure: Figure, path: Path) -> Path:
+        figure.canvas.draw()  # a closed figure keeps its artists; drawing checks they render
+        figures[path.name] = figure
+        return save(figure, path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "_save", keep_then_save)
+        assert main(args) == 0
     torch.set_num_threads(threads)
     return out
 
 
+def plotted_arrays(axes: Axes) -> list[np.ndarray]:
+    """The data of every line, filled area, scatter and bar in `axes`."""
+    arrays = [np.asarray(line.get_xydata()) for line in axes.get_lines()]
+    arrays += [np.asarray(c.get_paths()[0].vertices) for c in axes.collections if c.get_paths()]
+    arrays += [np.asarray(patch.get_path().vertices) for patch in axes.patches]
+    return [array for array in arrays if array.size]
+
+
 @pytest.mark.parametrize("name", FIGURES)
-def test_writes_valid_png_figures(results: Path, name: str) -> None:
+def test_writes_png_figures_whose_every_panel_holds_data(
+    results: Path, figures: dict[str, Figure], name: str
+) -> None:
     path = results / name
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    panels = [axes for axes in figures[name].get_axes() if axes.get_visible()]
+    assert panels
+    for axes in panels:
+        arrays = plotted_arrays(axes)
+        assert arrays, f"{name}: the panel {axes.get_title()!r} is empty"
+        assert any(np.isfinite(array).all() for array in arrays)
+
+
+def test_the_sweep_panel_plots_the_median_loss_of_each_model_from_runs_csv(
+    results: Path, figures: dict[str, Figure]
+) -> None:
+    """Read back from runs.csv with the csv module, not through the experiments' own code."""
+    with (results / "runs.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    sweep = figures["performance_vs_correlation.png"].get_axes()[1]
+    lines = {line.get_label(): line for line in sweep.get_lines()}
+    for model, label in (("shared_bottom", "Shared-Bottom"), ("omoe", "OMoE"), ("mmoe", "MMoE")):
+        expected = []
+        for p in (0.0, 0.5, 1.0):  # TINY's sweep, one run (seed 0) per point
+            [row] = [
+                r for r in rows
+                if r["model"] == model and float(r["p"]) == p and r["seed"] == "0"
+                and float(r["lr"]) == 1e-3 and float(r["c"]) == 3.0 and r["m"] == "5"
+            ]  # fmt: skip
+            expected.append((float(row["test_loss_task_1"]) + float(row["test_loss_task_2"])) / 2)
+        x, y = lines[label].get_data()
+        assert list(x) == [0.0, 0.5, 1.0]
+        np.testing.assert_allclose(y, expected, rtol=1e-9)
 
 
 def test_writes_every_run_with_its_settings(results: Path) -> None:
@@ -77,8 +134,9 @@ def test_writes_every_run_with_its_settings(results: Path) -> None:
 def test_every_model_and_p_uses_the_same_seeds() -> None:
     """Common random numbers: each (p, seed) is trained by every model on the same data."""
     keys = main_keys(QUICK)
-    seeds_per_p = {p: {k.seed for k in keys if k.correlation == p} for p in QUICK.correlations}
-    assert all(seeds == set(range(QUICK.repeats)) for seeds in seeds_per_p.values())
+    seeds_per_p = {p: sorted(k.seed for k in keys if k.correlation == p) for p in (1.0, 0.9, 0.5)}
+    assert seeds_per_p == {p: list(range(12)) for p in (1.0, 0.9, 0.5)}  # QUICK: 12 repeats
+    assert len(keys) == 36
     assert not set(keys) & set(extra_keys(QUICK))
 
 

@@ -77,7 +77,22 @@ def test_normalizer_standardises_with_training_statistics():
     torch.testing.assert_close(normalized.std(0), torch.ones(D), atol=1e-4, rtol=0)
 
 
-def test_build_model_picks_the_architecture():
-    assert isinstance(build_model(ModelConfig(architecture="mmoe"), D, T), MMoE)
-    assert isinstance(build_model(ModelConfig(architecture="omoe"), D, T), OMoE)
-    assert isinstance(build_model(ModelConfig(architecture="shared_bottom"), D, T), SharedBottom)
+@pytest.mark.parametrize(
+    ("architecture", "gate_shape", "parameters"),
+    [
+        # experts 8·(100·16 + 16) + gates 2·100·8 + towers 2·(16·8 + 8 + 8 + 1)
+        ("mmoe", (4, 2, 8), 12_928 + 1_600 + 290),
+        # the same with one gate: 1·100·8
+        ("omoe", (4, 1, 8), 12_928 + 800 + 290),
+        # bottom 100·113 + 113, towers 2·(113·8 + 8 + 8 + 1), no gates
+        ("shared_bottom", None, 11_413 + 1_842),
+    ],
+)
+def test_build_model_builds_the_paper_default_of_each_architecture(
+    architecture, gate_shape, parameters
+):
+    model = build_model(ModelConfig(architecture=architecture), D, T)
+    outputs, gates = model(torch.randn(4, D))
+    assert outputs.shape == (4, T)
+    assert (None if gates is None else tuple(gates.shape)) == gate_shape
+    assert count_parameters(model) == parameters

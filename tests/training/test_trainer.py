@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from training import synthetic
@@ -66,10 +67,23 @@ def test_per_task_losses_use_mse_for_regression_and_bce_for_binary():
     torch.testing.assert_close(losses, torch.stack([torch.tensor(expected_mse), expected_bce]))
 
 
-def test_loss_weights_scale_each_task():
-    _, unweighted = trained(TrainConfig(epochs=1, seed=3))
-    _, weighted = trained(TrainConfig(epochs=1, seed=3, loss_weights=[0.0, 1.0]))
-    assert (
-        weighted.history[0]["validation_loss"] == weighted.history[0]["validation_task_losses"][1]
-    )
-    assert unweighted.history[0]["validation_loss"] != weighted.history[0]["validation_loss"]
+TOWER_PARAMETERS = ("hidden_weight", "hidden_bias", "output_weight", "output_bias")
+
+
+@pytest.mark.parametrize(("loss_weights", "trained_task"), [([0.0, 1.0], 1), ([1.0, 0.0], 0)])
+def test_a_task_with_zero_loss_weight_gets_no_updates(loss_weights, trained_task):
+    """A task's tower learns only from its own loss: at weight 0 its gradient is 0, and so is
+    Adam's update, while the other tower moves."""
+    config = TrainConfig(epochs=2, seed=3, loss_weights=loss_weights)
+    model, result = trained(config)
+    initial = initial_model(ModelConfig(), splits()[0].features, DATA.num_tasks, config.seed)
+    for name in TOWER_PARAMETERS:
+        before = getattr(initial.towers, name)[1 - trained_task]
+        after = getattr(model.towers, name)[1 - trained_task]
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+        assert not torch.equal(
+            getattr(model.towers, name)[trained_task],
+            getattr(initial.towers, name)[trained_task],
+        )
+    record = result.history[0]
+    assert record["validation_loss"] == record["validation_task_losses"][trained_task]
