@@ -19,36 +19,29 @@ ARG CUDA_IMAGE=nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 ARG APP_UID=10001
 
 # ---------------------------------------------------------------------------------------------
-# Builders: a virtual environment in /opt/venv, dependencies first (a layer that changes only
-# with pyproject.toml), then the project itself without dependencies.
+# Builders: the virtual environment /opt/venv, made by docker/install-venv.sh for every image:
+# dependencies first (a layer that changes only with pyproject.toml), then the project itself.
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS python-build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore \
-    PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
-COPY docker/requirements.py docker/
+COPY docker/requirements.py docker/install-venv.sh docker/
 
 FROM python-build AS api-build
-RUN --mount=type=cache,target=/root/.cache/pip \
-    python docker/requirements.py > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+RUN --mount=type=cache,target=/root/.cache/pip sh docker/install-venv.sh dependencies
 # Only service/: the training package never enters a serving image. The import check runs
 # isolated (-I) so that it imports the installed package, not ./service.
 COPY service/ service/
-RUN pip install --no-cache-dir --no-deps . \
-    && python -I -c "import sys, service.app; assert 'torch' not in sys.modules"
+RUN sh docker/install-venv.sh project \
+    && /opt/venv/bin/python -I -c "import sys, service.app; assert 'torch' not in sys.modules"
 
 FROM python-build AS trainer-build
 # torch==X+cpu exists only on PyTorch's CPU wheel index: the trainer never gets the CUDA build.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python docker/requirements.py --extra train --torch-cpu > /tmp/requirements.txt \
-    && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements.txt
+    sh docker/install-venv.sh dependencies --extra train --torch-cpu
 COPY service/ service/
 COPY training/ training/
-RUN pip install --no-cache-dir --no-deps .
+RUN sh docker/install-venv.sh project
 
 # ---------------------------------------------------------------------------------------------
 # python-runtime: what the api and trainer images share: the unprivileged user, the bundled
@@ -99,22 +92,16 @@ CMD ["--quiet"]
 # Ubuntu 24.04's supported python3 is 3.12 (the project needs >= 3.11).
 # ---------------------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS gpu-build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore \
-    PATH=/opt/venv/bin:$PATH
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/* \
-    && python3 -m venv /opt/venv
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml ./
-COPY docker/requirements.py docker/
-RUN --mount=type=cache,target=/root/.cache/pip \
-    python docker/requirements.py --extra gpu > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+COPY docker/requirements.py docker/install-venv.sh docker/
+RUN --mount=type=cache,target=/root/.cache/pip sh docker/install-venv.sh dependencies --extra gpu
 COPY service/ service/
-RUN pip install --no-cache-dir --no-deps .
+RUN sh docker/install-venv.sh project
 
 FROM ${CUDA_IMAGE} AS api-gpu
 ARG APP_UID

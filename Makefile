@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format train clean
+.PHONY: help run test test-fast lint format train clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-serve  ## serve the bundled default model on http://127.0.0.1:8000
 	$(BIN)/python -m service
 
-test: $(VENV)/.installed-dev  ## run the test suite
+test: $(VENV)/.installed-dev  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed-dev  ## the test suite without the slow tests (the bundled model's retraining)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev  ## ruff lint and format check, mypy, import contracts
 	$(BIN)/ruff check .

@@ -74,6 +74,6 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     def describe(self) -> dict[str, Any]:
-        """The settings as environment variable -> value, secrets masked, for the start-up log."""
-        values = self.model_dump(mode="json")  # SecretStr fields dump as '**********'
+        """The settings as environment variable -> value, for the start-up log."""
+        values = self.model_dump(mode="json")
         return {f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()}

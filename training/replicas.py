@@ -95,10 +95,6 @@ class ReplicaEnsemble:
 
         self._forward = vmap(forward_one)
 
-    @property
-    def num_replicas(self) -> int:
-        return next(iter(self.parameters.values())).shape[0]
-
     def __call__(self, features: Tensor) -> Tensor:
         """(R, B, d) -> (R, B, T) raw outputs."""
         return self._forward(self.parameters, self.buffers, features)

@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -120,9 +119,3 @@ def run_keys(
     order = {model: index for index, model in enumerate(MODELS)}
     records.sort(key=lambda r: (r["c"], r["m"], r["lr"], order[r["model"]], r["p"], r["seed"]))
     return records
-
-
-def loss_array(records: Sequence[dict], **where: float | str) -> np.ndarray:
-    """(runs, T) test losses of the records matching every `field=value` in `where`."""
-    rows = [r for r in records if all(r[k] == v for k, v in where.items())]
-    return np.array([[r["test_loss_task_1"], r["test_loss_task_2"]] for r in rows]).reshape(-1, 2)
