@@ -76,7 +76,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 CMD ["python", "-m", "service"]
 
 # ---------------------------------------------------------------------------------------------
-# trainer: `docker compose run --rm trainer [mmoe-train options]` exports the next version.
+# trainer: `docker compose run --rm trainer [mmoe-train options]` exports the next version; it
+# becomes the served default only if its held-out metrics are not worse (--export.promote).
 # ---------------------------------------------------------------------------------------------
 FROM python-runtime AS trainer
 COPY --from=trainer-build /opt/venv /opt/venv
@@ -84,7 +85,7 @@ ENV MPLCONFIGDIR=/tmp/matplotlib
 # Options given to `docker compose run trainer ...` replace CMD and follow the entrypoint's
 # options; a later option wins, so even --export.models_dir can be overridden.
 ENTRYPOINT ["python", "-m", "training", "--export.models_dir", "/models"]
-CMD ["--quiet"]
+CMD ["--export.name", "mmoe-synthetic", "--quiet"]
 
 # ---------------------------------------------------------------------------------------------
 # api-gpu: the service with onnxruntime-gpu; MMOE_PROVIDER=auto picks CUDA when a GPU is passed

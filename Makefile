@@ -51,8 +51,8 @@ format: $(VENV)/.installed-dev  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-train: $(VENV)/.installed-dev  ## retrain the default model and export the next version of mmoe-synthetic
-	$(BIN)/python -m training $(ARGS)
+train: $(VENV)/.installed-dev  ## retrain the bundled recipe as the next version of mmoe-synthetic (promoted only if not worse)
+	$(BIN)/python -m training --export.name mmoe-synthetic $(ARGS)
 
 .PHONY: experiments experiments-quick bench-train
 experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (200 runs per cell) -> docs/results

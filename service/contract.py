@@ -26,6 +26,9 @@ ONNX_OPSET: Final = 18
 MODEL_FILE: Final = "model.onnx"
 CARD_FILE: Final = "model.json"
 CARD_METADATA_KEY: Final = "model_card"  # ONNX metadata_props key holding the card as JSON
+# models/<name>/promoted.json: {"version": N, ...}, the version served when a request names none.
+# Without it, the highest version is. Versions above it are candidates, served only by number.
+PROMOTED_FILE: Final = "promoted.json"
 
 # Model names become directory names and URL path segments.
 MODEL_NAME_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

@@ -73,8 +73,12 @@ class ModelsHandler:
 
     @staticmethod
     def _summary(repository: ModelRepository, name: str) -> dict[str, Any]:
-        versions = repository.versions(name)
-        return {"name": name, "versions": versions, "latest_version": versions[-1]}
+        return {
+            "name": name,
+            "versions": repository.versions(name),
+            "latest_version": repository.latest(name),
+            "candidate_versions": repository.candidates(name),
+        }
 
 
 class PredictHandler:
@@ -96,7 +100,7 @@ class PredictHandler:
 def _parse_version(repository: ModelRepository, name: str, version: str) -> int:
     """A version path segment: `parse_version`'s rule, or 'latest'."""
     if version == "latest":
-        return repository.versions(name)[-1]
+        return repository.latest(name)
     try:
         return parse_version(version)
     except ValueError:

@@ -1,8 +1,12 @@
 """The model repository: every version of every model under one root, loaded and verified.
 
-Layout: `<root>/<name>/<version>/model.onnx` + `model.json`. Hidden entries (starting with '.',
-such as training's `.staging-*` directories) are never models or versions. All versions are loaded
-at start-up (the models are small) and any that fails to load fails the start-up.
+Layout: `<root>/<name>/<version>/model.onnx` + `model.json`, and optionally
+`<root>/<name>/promoted.json` naming the version served when a request names none (training's
+quality gate writes it); without it, the highest version is. Versions above the promoted one are
+candidates: loaded and served when a request names them, never by default. Hidden entries
+(starting with '.', such as training's `.staging-*` directories) are never models or versions.
+All versions are loaded at start-up (the models are small) and any that fails to load fails the
+start-up.
 
 The seam for hot reloading (a later issue): callers only use `get`, `names`, `versions` and
 `default`; a reloading repository swaps its `_models` mapping whole, never mutates it in place.
@@ -10,11 +14,18 @@ The seam for hot reloading (a later issue): callers only use `get`, `names`, `ve
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from service.contract import MODEL_NAME_PATTERN, VERSION_RULE, is_version, parse_version
+from service.contract import (
+    MODEL_NAME_PATTERN,
+    PROMOTED_FILE,
+    VERSION_RULE,
+    is_version,
+    parse_version,
+)
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.model import ServedModel
 from service.runtime import RuntimeOptions
@@ -30,10 +41,20 @@ class ModelRepository:
         models: Mapping[str, Mapping[int, ServedModel]],
         default_name: str,
         default_version: int | None = None,
+        promoted: Mapping[str, int] | None = None,
     ) -> None:
         self._models = {
             name: dict(sorted(by_version.items())) for name, by_version in models.items()
         }
+        self._latest = {name: list(by_version)[-1] for name, by_version in self._models.items()}
+        for name, version in (promoted or {}).items():
+            if version not in self._models.get(name, {}):
+                raise ModelLoadError(
+                    f"{name}/{PROMOTED_FILE} promotes version {version}, which is not in the "
+                    f"repository (versions: {list(self._models.get(name, {}))}); promote an "
+                    "existing version or delete the file"
+                )
+            self._latest[name] = version
         if default_name not in self._models:
             raise ModelLoadError(
                 f"the default model {default_name!r} is not in the repository (models: "
@@ -47,7 +68,9 @@ class ModelRepository:
                 "latest"
             )
         self.default_name = default_name
-        self.default_version = default_version if default_version is not None else versions[-1]
+        self.default_version = (
+            default_version if default_version is not None else self._latest[default_name]
+        )
 
     @classmethod
     def load(
@@ -64,13 +87,17 @@ class ModelRepository:
                 "MMOE_MODEL_REPOSITORY to the directory holding <name>/<version>/model.onnx"
             )
         models: dict[str, dict[int, ServedModel]] = {}
+        promoted: dict[str, int] = {}
         for name, versions in scan(root).items():
             models[name] = {version: ServedModel.load(path, options) for version, path in versions}
-        return cls(models, default_name, default_version)
+            version = read_promoted(root / name)
+            if version is not None:
+                promoted[name] = version
+        return cls(models, default_name, default_version, promoted)
 
     def get(self, name: str | None = None, version: int | None = None) -> ServedModel:
         """The model that answers: no name means the default model; no version, its default
-        version for the default model and the latest for any other."""
+        version for the default model and the latest (promoted) for any other."""
         name = self.default_name if name is None else name
         by_version = self._models.get(name)
         if by_version is None:
@@ -79,9 +106,7 @@ class ModelRepository:
                 {"model": name, "available": self.names()},
             )
         if version is None:
-            version = (
-                self.default_version if name == self.default_name else next(reversed(by_version))
-            )
+            version = self.default_version if name == self.default_name else self._latest[name]
         model = by_version.get(version)
         if model is None:
             raise ModelNotFoundError(
@@ -100,6 +125,15 @@ class ModelRepository:
     def versions(self, name: str) -> list[int]:
         """Versions of `name`, oldest first; ModelNotFoundError for an unknown name."""
         return list(self._models[self.get(name).name])
+
+    def latest(self, name: str) -> int:
+        """The version `latest` means: the promoted one, else the highest."""
+        return self._latest[self.get(name).name]
+
+    def candidates(self, name: str) -> list[int]:
+        """Versions newer than the promoted one: served only when a request names them."""
+        latest = self.latest(name)
+        return [version for version in self.versions(name) if version > latest]
 
     def __iter__(self) -> Iterator[ServedModel]:
         for name in self.names():
@@ -128,3 +162,21 @@ def scan(root: Path) -> dict[str, list[tuple[int, Path]]]:
         else:
             logger.warning("skipping %s: it holds no versions", model_dir)
     return found
+
+
+def read_promoted(model_dir: Path) -> int | None:
+    """The version `<model_dir>/promoted.json` names; None without the file."""
+    path = model_dir / PROMOTED_FILE
+    if not path.exists():
+        return None
+    try:
+        version = json.loads(path.read_bytes())["version"]
+        if type(version) is not int:
+            raise TypeError(f"version is {version!r}")
+        return parse_version(str(version))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(
+            f"{path}: cannot read the promoted version ({error}); it must hold "
+            '{"version": N}; write it with `python -m training.promotion NAME VERSION`, or '
+            "delete it to serve the highest version"
+        ) from None

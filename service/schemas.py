@@ -113,7 +113,13 @@ class Readiness(BaseModel):
 class ModelSummary(BaseModel):
     name: str
     versions: list[int] = Field(description="oldest first")
-    latest_version: int
+    latest_version: int = Field(
+        description="the promoted version (models/<name>/promoted.json), else the highest: what "
+        "`latest` means and what answers requests that name no version"
+    )
+    candidate_versions: list[int] = Field(
+        description="versions newer than the promoted one, served only when a request names them"
+    )
 
 
 class ModelList(BaseModel):

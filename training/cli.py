@@ -38,13 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmoe-train",
         description=(
             "Train a Shared-Bottom, OMoE or MMoE model on the paper's synthetic data and export it "
-            "as a validated ONNX model version to <export.models_dir>/<export.name>/<version>/."
+            "as a validated ONNX model version to <export.models_dir>/<export.name>/<version>/. "
+            "The new version becomes the one served by default only if its held-out metrics are "
+            "not worse than the current one's (see --export.promote); otherwise it is kept as a "
+            "candidate. The destination is checked before training starts."
         ),
         epilog=(
             "Examples:\n"
-            "  mmoe-train                                   # the bundled default model's recipe\n"
+            "  mmoe-train --export.name mmoe-synthetic      # the bundled default model's recipe\n"
             "  mmoe-train --data.correlation 0.9 --model.architecture omoe --export.name omoe-p09\n"
-            "  mmoe-train --config run.toml --train.epochs 5\n"
+            "  mmoe-train --config configs/omoe-p09.toml --train.epochs 5\n"
+            "  mmoe-train --config configs/omoe-p09.toml --dry-run   # metrics only, no export\n"
             "List values take JSON: --train.loss_weights '[1, 0.5]'."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -57,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="train and evaluate, print the held-out metrics, export nothing",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -73,12 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             default = option.get_default(call_default_factory=True)
             shown = json.dumps(default) if isinstance(default, list | bool | None) else default
+            described = option.description or ""
+            if "default" not in described:  # some descriptions say what their default means
+                described += f" (default: {shown})"
             group.add_argument(
                 f"--{section}.{name}",
                 dest=f"{section}.{name}",
                 metavar="JSON" if _takes_list(option.annotation) else "VALUE",
                 default=argparse.SUPPRESS,
-                help=f"{option.description} (default: {shown})",
+                help=described,
             )
     return parser
 
@@ -122,17 +134,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config.model_dump_json(indent=2))
         return 0
 
-    from training.pipeline import run  # torch loads only when there is work to do
-    from training.publish import VersionExistsError
+    from training.pipeline import ExportRefusedError, run  # torch loads only when needed
+    from training.publish import PublishError
 
     try:
         with logging_redirect_tqdm():
-            result = run(config, show_progress=not arguments.quiet)
-    except VersionExistsError as error:
+            result = run(config, show_progress=not arguments.quiet, dry_run=arguments.dry_run)
+    except ConfigError as error:
+        parser.exit(2, f"mmoe-train: error: {error}\n")
+    except (PublishError, ExportRefusedError) as error:
         parser.exit(1, f"mmoe-train: error: {error}\n")
-    test_metrics = json.dumps(result.card.metrics["test"])
-    print(f"exported {result.card.name} version {result.card.version} to {result.path}")
-    print(f"held-out test metrics: {test_metrics}")
+    card = result.card
+    if result.path is None:
+        print("dry run: nothing exported")
+    else:
+        print(f"exported {card.name} version {card.version} to {result.path}")
+    print(f"held-out test metrics: {json.dumps(card.metrics['test'])}")
+    if result.promotion is not None:
+        if result.promotion.promote:
+            print(
+                f"promoted: version {card.version} is served by default ({result.promotion.reason})"
+            )
+        else:
+            print(
+                f"not promoted: {result.promotion.reason}; version {card.version} stays a "
+                f"candidate, served only when a request names it; promote it with: python -m "
+                f"training.promotion {card.name} {card.version} --models-dir "
+                f"{config.export.models_dir}"
+            )
     return 0
 
 

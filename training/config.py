@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from service.contract import MAX_VERSION, MODEL_NAME_PATTERN, Architecture, parse_version
 from service.validation_errors import describe_problems
@@ -21,8 +30,33 @@ class ConfigError(ValueError):
     """A configuration the user gave is wrong; the message says which field and why."""
 
 
+MAX_SEED = 2**32 - 1  # numpy and torch seeds are 32-bit
+# Rows × features the synthetic generator may hold in memory (float64): 2e8 values are 1.6 GB.
+MAX_SYNTHETIC_VALUES = 200_000_000
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    """Unknown keys, NaN and infinities, and true/false where a number belongs are errors."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if bool not in (annotation, *typing.get_args(annotation)):
+                raise ValueError(f"expected a value of type {_type_name(annotation)}, not {value}")
+        return value
+
+
+def _type_name(annotation: Any) -> str:
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if arguments and typing.get_origin(annotation) is not list:
+        return " or ".join(_type_name(a) for a in arguments)
+    return getattr(annotation, "__name__", str(annotation))
 
 
 class SyntheticDataConfig(_Strict):
@@ -45,12 +79,14 @@ class SyntheticDataConfig(_Strict):
     betas: list[float] | None = Field(
         None, description="β_1..β_m (default: drawn from N(0,1) with sinusoid_seed)"
     )
-    sinusoid_seed: int = Field(0, ge=0, description="seed for α and β when not given")
+    sinusoid_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed for α and β when not given")
     noise_std: float = Field(0.1, ge=0.0, description="std of ε_k (paper: variance 0.01)")
     train_size: int = Field(10_000, ge=1, description="training rows")
     validation_size: int = Field(1_000, ge=1, description="validation rows (early stopping)")
     test_size: int = Field(1_000, ge=1, description="held-out test rows (card metrics)")
-    seed: int = Field(0, ge=0, description="seed for weight vectors, features and noise")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="seed for weight vectors, features and noise"
+    )
 
     @model_validator(mode="after")
     def _check_shapes(self) -> SyntheticDataConfig:
@@ -62,6 +98,13 @@ class SyntheticDataConfig(_Strict):
                 )
         if self.input_dim < self.num_tasks:
             raise ValueError(f"input_dim ({self.input_dim}) must be >= num_tasks")
+        rows = self.train_size + self.validation_size + self.test_size
+        if rows * self.input_dim > MAX_SYNTHETIC_VALUES:
+            raise ValueError(
+                f"{rows} rows of {self.input_dim} features are {rows * self.input_dim:.3g} values "
+                f"({rows * self.input_dim * 8 / 1e9:.1f} GB), more than the generator holds in "
+                f"memory ({MAX_SYNTHETIC_VALUES:.0e} values); use fewer rows or features"
+            )
         if self.correlation < -1.0 / (self.num_tasks - 1):
             raise ValueError(
                 f"correlation {self.correlation} is impossible for {self.num_tasks} tasks "
@@ -97,7 +140,7 @@ class TrainConfig(_Strict):
     loss_weights: list[float] | None = Field(
         None, description="per-task loss weights (default: 1 for every task)"
     )
-    seed: int = Field(0, ge=0, description="seed for initialisation and batch order")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed for initialisation and batch order")
 
     @field_validator("loss_weights")
     @classmethod
@@ -107,15 +150,34 @@ class TrainConfig(_Strict):
         return weights
 
 
+Promotion = Literal["always", "if-better", "never"]
+
+
 class ExportConfig(_Strict):
-    name: str = Field("mmoe-synthetic", description="model name: models/<name>/<version>/")
+    name: str | None = Field(
+        None,
+        description="model name: models/<name>/<version>/ (required; `make train` publishes the "
+        "bundled recipe as mmoe-synthetic)",
+    )
     version: int | None = Field(
         None, ge=1, le=MAX_VERSION, description="version (default: latest + 1)"
     )
     models_dir: Path = Field(Path("models"), description="model repository root")
     overwrite: bool = Field(False, description="replace an existing version")
-    rtol: float = Field(1e-4, gt=0.0, description="validation: relative tolerance")
-    atol: float = Field(1e-5, gt=0.0, description="validation: absolute tolerance")
+    promote: Promotion = Field(
+        "if-better",
+        description="make the new version the one served by default: always, never, or "
+        "if-better (its held-out metrics are not worse than the promoted version's beyond "
+        "promote_tolerance); a version not promoted stays as a candidate",
+    )
+    promote_tolerance: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="if-better: how much worse, relatively, each task's metric may be",
+    )
+    rtol: float = Field(1e-4, gt=0.0, le=0.1, description="validation: relative tolerance")
+    atol: float = Field(1e-5, gt=0.0, le=0.1, description="validation: absolute tolerance")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -124,8 +186,8 @@ class ExportConfig(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _valid_name(cls, name: str) -> str:
-        if not MODEL_NAME_PATTERN.match(name):
+    def _valid_name(cls, name: str | None) -> str | None:
+        if name is not None and not MODEL_NAME_PATTERN.match(name):
             raise ValueError(
                 "must be 1-64 characters of lowercase letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit"
@@ -163,10 +225,19 @@ def build_config(raw: dict[str, Any]) -> RunConfig:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """A JSON or TOML file holding (part of) a RunConfig."""
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(
+            f"config file {path}: the format is told by the suffix, .toml or .json "
+            f"(not {path.suffix or 'none'!r})"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:

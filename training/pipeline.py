@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -18,11 +19,18 @@ import torch
 from service.contract import CARD_FILE, INPUT_FEATURES, MODEL_FILE, ONNX_OPSET, TaskType, gate_count
 from service.model_card import ExpertSpec, InputSpec, ModelCard, OnnxSpec, TaskSpec
 from training import synthetic
-from training.config import RunConfig
+from training.config import ConfigError, RunConfig
 from training.export import InferenceGraph, expected_signature, export_onnx, validate_export
 from training.metrics import task_metrics
 from training.models import count_parameters
-from training.publish import next_version, publish_version
+from training.promotion import PromotionDecision, current_card, decide
+from training.publish import (
+    check_destination,
+    next_version,
+    promote,
+    promoted_version,
+    publish_version,
+)
 from training.trainer import TensorSplit, TrainingResult, initial_model, train
 
 logger = logging.getLogger(__name__)
@@ -32,12 +40,28 @@ VALIDATION_RANDOM_ROWS = 256
 
 @dataclass(frozen=True)
 class RunResult:
-    path: Path
+    path: Path | None  # None for a dry run
     card: ModelCard
     graph: InferenceGraph  # the trained PyTorch model as exported
+    promotion: PromotionDecision | None  # None for a dry run
 
 
-def run(config: RunConfig, show_progress: bool = True) -> RunResult:
+class ExportRefusedError(RuntimeError):
+    """The trained model is not fit to publish (e.g. its metrics are not finite)."""
+
+
+def run(config: RunConfig, show_progress: bool = True, dry_run: bool = False) -> RunResult:
+    """Train, evaluate and (unless `dry_run`) export, publish and maybe promote one model.
+    The destination is checked before any training."""
+    export = config.export
+    if export.name is None and not dry_run:
+        raise ConfigError(
+            "choose the model's name with --export.name NAME (models/NAME/<version>/); "
+            "`make train` publishes the bundled recipe as mmoe-synthetic"
+        )
+    name = export.name or "dry-run"
+    if not dry_run:
+        check_destination(export.models_dir, name, export.version, export.overwrite)
     started = time.perf_counter()
     data = synthetic.generate(config.data)
     task_names = config.data.task_names
@@ -61,12 +85,11 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
     }
     for task, values in metrics["test"].items():
         logger.info("test %s: %s", task, values)
+    _refuse_non_finite(metrics)
 
-    export = config.export
-    version = export.version or next_version(export.models_dir, export.name)
     card = ModelCard(
-        name=export.name,
-        version=version,
+        name=name,
+        version=export.version or next_version(export.models_dir, name),
         architecture=config.model.architecture,
         tasks=[TaskSpec(name=n, type=t) for n, t in zip(task_names, task_types, strict=True)],
         input=InputSpec(
@@ -93,21 +116,47 @@ def run(config: RunConfig, show_progress: bool = True) -> RunResult:
         "single-row": data.test.features[:1],
     }
 
-    def write(directory: Path) -> None:
+    if dry_run:
+        return RunResult(None, card, graph, None)
+
+    def write(directory: Path, version: int) -> None:
+        versioned = card.model_copy(update={"version": version})
         onnx_path = directory / MODEL_FILE
-        export_onnx(graph, config.data.input_dim, onnx_path, card.embedded().model_dump_json())
+        export_onnx(graph, config.data.input_dim, onnx_path, versioned.embedded().model_dump_json())
         validate_export(
             onnx_path, graph, validation_inputs, card.onnx.outputs, export.rtol, export.atol
         )
         digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
         onnx_spec = card.onnx.model_copy(update={"sha256": digest})
-        final_card = card.model_copy(update={"onnx": onnx_spec})
+        final_card = versioned.model_copy(update={"onnx": onnx_spec})
         (directory / CARD_FILE).write_text(final_card.model_dump_json(indent=2) + "\n")
 
-    path = publish_version(export.models_dir, export.name, version, write, export.overwrite)
+    path, version = publish_version(
+        export.models_dir, name, export.version, write, export.overwrite
+    )
     final_card = ModelCard.model_validate_json((path / CARD_FILE).read_text())
-    logger.info("exported %s version %d to %s", export.name, version, path)
-    return RunResult(path, final_card, graph)
+    logger.info("exported %s version %d to %s", name, version, path)
+    current = current_card(export.models_dir, name, excluding=version)
+    decision = decide(export.promote, final_card, current, export.promote_tolerance)
+    if decision.promote:
+        promote(export.models_dir, name, version, decision.reason)
+    elif current is not None and promoted_version(export.models_dir, name) is None:
+        # Without a pointer the highest version is served: pin the one served until now.
+        reason = f"kept: version {version} was not promoted ({decision.reason})"
+        promote(export.models_dir, name, current.version, reason)
+    return RunResult(path, final_card, graph, decision)
+
+
+def _refuse_non_finite(metrics: dict[str, dict[str, dict[str, float | None]]]) -> None:
+    for split, per_task in metrics.items():
+        for task, values in per_task.items():
+            for metric, value in values.items():
+                if value is not None and not math.isfinite(value):
+                    raise ExportRefusedError(
+                        f"the {split} {metric} of {task} is {value}: training diverged or the "
+                        "data hold non-finite values; nothing was exported (lower "
+                        "--train.learning_rate, or check the data)"
+                    )
 
 
 def _split_metrics(

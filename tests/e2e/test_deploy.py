@@ -251,9 +251,10 @@ def run_healthcheck(test: list[str], env: dict[str, str]) -> subprocess.Complete
     )
 
 
-def predict(url: str) -> dict[str, Any]:
+def predict(url: str, **selection: object) -> dict[str, Any]:
     instances = [[0.01 * i for i in range(INPUT_DIM)], [0.5] * INPUT_DIM]
-    response = httpx.post(f"{url}/predict", json={"instances": instances}, timeout=10)
+    body = {"instances": instances, **selection}
+    response = httpx.post(f"{url}/predict", json=body, timeout=10)
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body["tasks"]) == {"task_1", "task_2"}
@@ -302,15 +303,39 @@ def test_healthcheck_fails_while_nothing_answers():
 
 
 def test_trainer_container_exports_the_next_version_into_the_repository(retrained_repository):
+    """The container's own recipe, cut to 2 epochs: a worse model than the bundled one, so it
+    is published as a candidate and not promoted."""
     version = retrained_repository / MODEL_NAME / "2"
     assert (version / "model.onnx").is_file()
     card = json.loads((version / "model.json").read_text())
     assert (card["name"], card["version"]) == (MODEL_NAME, 2)
     assert (retrained_repository / MODEL_NAME / "1" / "model.onnx").is_file()
+    promoted = json.loads((retrained_repository / MODEL_NAME / "promoted.json").read_text())
+    assert promoted["version"] == 1
+    assert promoted["reason"].startswith("kept: version 2 was not promoted (worse than version 1")
 
 
-def test_restarted_api_serves_the_newly_trained_version(retrained_repository, tmp_path):
+def test_restarted_api_keeps_the_default_and_serves_the_candidate_by_number(
+    retrained_repository, tmp_path
+):
     with running_api(retrained_repository, tmp_path) as (url, _, _):
+        ready = httpx.get(f"{url}/health/ready", timeout=5).json()
+        assert ready["default_model"] == {"name": MODEL_NAME, "version": 1}
+        assert predict(url)["model"]["version"] == 1
+        assert predict(url, version=2)["model"]["version"] == 2
+        listed = httpx.get(f"{url}/models/{MODEL_NAME}", timeout=5).json()
+        assert (listed["latest_version"], listed["candidate_versions"]) == (1, [2])
+
+
+def test_a_promoted_retraining_is_served_after_a_restart(retrained_repository, tmp_path):
+    repository = tmp_path / "models"
+    shutil.copytree(retrained_repository, repository)
+    promotion = [sys.executable, "-m", "training.promotion", MODEL_NAME, "2"]
+    done = subprocess.run(
+        [*promotion, "--models-dir", str(repository)], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    with running_api(repository, tmp_path) as (url, _, _):
         ready = httpx.get(f"{url}/health/ready", timeout=5).json()
         assert ready["default_model"] == {"name": MODEL_NAME, "version": 2}
         assert predict(url)["model"]["version"] == 2
@@ -339,7 +364,7 @@ def test_trainer_and_api_work_on_a_read_only_root_filesystem(tmp_path):
         )
         assert run.returncode == 0, run.stdout + run.stderr
         with running_api(repository, tmp_path, READ_ONLY_ROOT, scratch) as (url, _, _):
-            assert predict(url)["model"]["version"] == 2
+            assert predict(url, version=2)["model"]["version"] == 2  # the new candidate
     finally:
         shutil.rmtree(writable)
 

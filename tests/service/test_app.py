@@ -61,7 +61,7 @@ def test_model_list_and_metadata(trained_client: TestClient, trained_repository:
     assert trained_client.get("/models").json() == {
         "default_model": {"name": "mmoe-synthetic", "version": 1},
         "models": [
-            {"name": name, "versions": [1], "latest_version": 1}
+            {"name": name, "versions": [1], "latest_version": 1, "candidate_versions": []}
             for name in ["mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]
         ],
     }
@@ -83,8 +83,12 @@ def test_model_list_and_metadata(trained_client: TestClient, trained_repository:
     }
     assert trained_client.get("/models/shared-bottom-tiny/versions/latest").json() == metadata
     detail = trained_client.get("/models/shared-bottom-tiny").json()
-    assert detail == {"name": "shared-bottom-tiny", "versions": [1], "latest_version": 1} | {
-        "latest": metadata
+    assert detail == {
+        "name": "shared-bottom-tiny",
+        "versions": [1],
+        "latest_version": 1,
+        "candidate_versions": [],
+        "latest": metadata,
     }
     gates = trained_client.get("/models/mmoe-synthetic/versions/1").json()["signature"]
     assert gates["outputs"][1] == {

@@ -70,6 +70,49 @@ def test_a_pinned_default_version_answers_requests_naming_none(bundled_copy: Pat
     assert repository.get(version=2).version == 2
 
 
+def test_the_promoted_version_is_the_latest_and_newer_ones_are_candidates(
+    bundled_copy: Path,
+) -> None:
+    add_version(bundled_copy, 2)
+    add_version(bundled_copy, 3)
+    (bundled_copy / NAME / "promoted.json").write_text('{"version": 2, "reason": "by hand"}')
+    repository = load(bundled_copy)
+    assert (repository.default.version, repository.latest(NAME)) == (2, 2)
+    assert repository.candidates(NAME) == [3]
+    assert repository.get(NAME, 3).version == 3  # served when named
+    assert load(bundled_copy, version=3).default.version == 3  # MMOE_MODEL_VERSION wins
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"version": 7}', None),
+        ('{"version": "2"}', "version is '2'"),
+        ('{"version": 0}', "a version is a whole number from 1 to 2147483647 with no leading zero"),
+        ("{}", "'version'"),
+        ("not json", "Expecting value: line 1 column 1 (char 0)"),
+    ],
+)
+def test_a_broken_promotion_fails_the_start_up(
+    bundled_copy: Path, content: str, problem: str | None
+) -> None:
+    path = bundled_copy / NAME / "promoted.json"
+    path.write_text(content)
+    with pytest.raises(ModelLoadError) as raised:
+        load(bundled_copy)
+    if problem is None:
+        assert str(raised.value) == (
+            f"{NAME}/promoted.json promotes version 7, which is not in the repository "
+            "(versions: [1]); promote an existing version or delete the file"
+        )
+    else:
+        assert str(raised.value) == (
+            f"{path}: cannot read the promoted version ({problem}); it must hold "
+            '{"version": N}; write it with `python -m training.promotion NAME VERSION`, or '
+            "delete it to serve the highest version"
+        )
+
+
 def test_unknown_models_and_versions_are_not_found(bundled_copy: Path) -> None:
     repository = load(bundled_copy)
     with pytest.raises(ModelNotFoundError, match=r"^no model named 'other'; available models"):

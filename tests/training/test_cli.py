@@ -14,6 +14,7 @@ import pytest
 from service.contract import CARD_METADATA_KEY
 from service.model_card import ModelCard
 from training.cli import build_parser, resolve_config
+from training.config import build_config, read_config_file
 from training.pipeline import run
 
 TINY = [
@@ -131,6 +132,43 @@ def test_an_existing_version_is_not_overwritten(exported_tiny):
             "(got 'Bad Name')",
         ),
         (["--data.p", "0.5"], "mmoe-train: error: unrecognized arguments: --data.p 0.5"),
+        (
+            ["--train.loss_weights", "[NaN, 1]"],
+            "mmoe-train: error: invalid config: train.loss_weights.0: Input should be a finite "
+            "number (got nan)",
+        ),
+        (
+            ["--data.scale", "inf"],
+            "mmoe-train: error: invalid config: data.scale: Input should be a finite number "
+            "(got 'inf')",
+        ),
+        (
+            ["--export.atol", "inf"],
+            "mmoe-train: error: invalid config: export.atol: Input should be a finite number "
+            "(got 'inf')",
+        ),
+        (
+            ["--export.atol", "0.5"],
+            "mmoe-train: error: invalid config: export.atol: Input should be less than or equal "
+            "to 0.1 (got '0.5')",
+        ),
+        (
+            ["--train.seed", "4294967296"],
+            "mmoe-train: error: invalid config: train.seed: Input should be less than or equal "
+            "to 4294967295 (got '4294967296')",
+        ),
+        (
+            ["--data.train_size", "3000000"],
+            "mmoe-train: error: invalid config: data: 3002000 rows of 100 features are 3e+08 "
+            "values (2.4 GB), more than the generator holds in memory (2e+08 values); use fewer "
+            "rows or features",
+        ),
+        (
+            ["--train.epochs", "3"],
+            "mmoe-train: error: choose the model's name with --export.name NAME "
+            "(models/NAME/<version>/); `make train` publishes the bundled recipe as "
+            "mmoe-synthetic",
+        ),
         *[
             (
                 ["--export.version", version],
@@ -159,6 +197,63 @@ def test_config_file_with_an_unknown_key_names_it(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("file_name", "content", "message"),
+    [
+        ("run.toml", b"[train]\nepochs = true\n", "invalid config: train.epochs: expected a value "
+         "of type int, not True (got True)"),
+        ("run.toml", b"[train]\nepochs = 3 # \xff\n", "config file {path} is not UTF-8 text "
+         "(byte 21); save it as UTF-8"),
+        ("run.yaml", b"train:\n  epochs: 3\n", "config file {path}: the format is told by the "
+         "suffix, .toml or .json (not '.yaml')"),
+    ],
+)  # fmt: skip
+def test_config_files_of_the_wrong_kind_are_refused_clearly(tmp_path, file_name, content, message):
+    path = tmp_path / file_name
+    path.write_bytes(content)
+    result = train_command("--config", str(path), "--export.name", "x")
+    assert result.returncode == 2
+    assert last_line(result.stderr) == "mmoe-train: error: " + message.format(path=path)
+
+
+@pytest.mark.parametrize("problem", ["file", "version"])
+def test_the_destination_is_checked_before_training(tmp_path, problem):
+    models_dir = tmp_path / "models"
+    if problem == "file":
+        models_dir.write_text("not a directory")
+        expected = f"the model repository {models_dir} is a file, not a directory"
+    else:
+        (models_dir / "tiny" / "1").mkdir(parents=True)
+        expected = (
+            f"{models_dir / 'tiny' / '1'} already exists; choose another version, or pass "
+            "--export.overwrite true to replace it"
+        )
+    result = train_command(
+        *TINY,
+        "--log-level",
+        "INFO",
+        "--export.models_dir",
+        str(models_dir),
+        "--export.version",
+        "1",
+    )
+    assert result.returncode == 1
+    assert last_line(result.stderr) == f"mmoe-train: error: {expected}"
+    assert "epoch 1" not in result.stderr  # refused before the first epoch
+
+
+def test_a_dry_run_trains_and_evaluates_but_exports_nothing(tmp_path):
+    result = train_command(*TINY, "--export.models_dir", str(tmp_path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "dry run: nothing exported"
+    assert set(json.loads(lines[1].removeprefix("held-out test metrics: "))) == {
+        "task_1",
+        "task_2",
+    }
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_options_override_the_config_file(tmp_path):
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps({"train": {"epochs": 3}, "data": {"correlation": 0.9}}))
@@ -182,3 +277,12 @@ def test_help_explains_every_option():
         "--train.loss_weights JSON per-task loss weights (default: 1 for every task)",
     ):
         assert option in help_text
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.toml")))
+def test_the_example_configs_load_and_name_their_model(path):
+    config = build_config(read_config_file(path))
+    assert config.export.name == path.stem
+    result = train_command("--config", str(path), "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(config.model_dump_json())
