@@ -35,10 +35,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-serve  ## serve the bundled default model on http://127.0.0.1:8000
 	$(BIN)/python -m service
 
-test: $(VENV)/.installed-dev  ## run the test suite (what CI runs)
+test: $(VENV)/.installed-dev chromium  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed-dev  ## the test suite without the slow tests (the bundled model's retraining)
+test-fast: $(VENV)/.installed-dev chromium  ## the test suite without the slow tests (the bundled model's retraining)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev  ## ruff lint and format check, mypy, import contracts
@@ -63,6 +63,18 @@ experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, small
 
 bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one after another -> benchmarks/results
 	$(BIN)/python benchmarks/train_throughput.py $(ARGS)
+
+# The browser of the offline /docs test (tests/e2e/test_docs_offline.py): Debian's chromium,
+# installed here when it is missing and this runs as root, as in CI. Elsewhere the test skips
+# with the command to run, except under CI=true, where it fails.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the offline /docs test" >&2; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "note: the offline /docs test needs Debian's chromium: sudo apt-get install chromium" >&2; fi; }
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

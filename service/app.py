@@ -10,7 +10,7 @@ from importlib import metadata
 from anyio import to_thread
 from fastapi import FastAPI
 
-from service import exception_handlers
+from service import api_docs, exception_handlers
 from service.handlers import HealthHandler, ModelsHandler, PredictHandler, ServiceState
 from service.inference import InferenceRunner, ThreadPoolRunner
 from service.middleware import RequestIdMiddleware
@@ -55,10 +55,13 @@ def create_app(
             '`{"error": {"code", "message", "details", "request_id"}}`.'
         ),
         lifespan=lifespan,
+        docs_url=None,  # api_docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.service = state
     app.add_middleware(RequestIdMiddleware)
     exception_handlers.install(app)
+    api_docs.install(app)
     predict = PredictHandler(state, runner or ThreadPoolRunner(), settings.max_instances)
     app.include_router(
         build_router(HealthHandler(state), ModelsHandler(state), predict, settings.max_body_bytes)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -46,7 +46,7 @@ class PredictionRequest:
     instances: list[Any]
     return_gates: bool = True
     model: str | None = None
-    version: int | None = None
+    version: int | Literal["latest"] | None = None
 
 
 def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
@@ -99,10 +99,12 @@ def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
     if model is not None and not isinstance(model, str):
         raise InvalidRequestError(f"'model' is {_json_kind(model)}; it must be a model name")
     version = data.get("version")
-    if version is not None and (type(version) is not int or not 1 <= version <= MAX_VERSION):
+    if version not in (None, "latest") and (
+        type(version) is not int or not 1 <= version <= MAX_VERSION
+    ):
         raise InvalidRequestError(
             f"'version' is {_json_kind(version)}; it must be a whole number from 1 to "
-            f"{MAX_VERSION} (leave it out for the latest version)"
+            f'{MAX_VERSION}, or "latest" (leave it out for the default version)'
         )
     return PredictionRequest(instances, return_gates, model, version)
 

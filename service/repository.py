@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Literal
 
 from service.contract import (
     MODEL_NAME_PATTERN,
@@ -29,6 +30,12 @@ from service.contract import (
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.model import ServedModel
 from service.runtime import RuntimeOptions
+
+# Said with every 404 for a model or version: a running server does not see later exports.
+NOT_LOADED_HINT = (
+    " (the server loads the model repository at start-up: restart it to serve a model or "
+    "version published since)"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,23 +102,31 @@ class ModelRepository:
                 promoted[name] = version
         return cls(models, default_name, default_version, promoted)
 
-    def get(self, name: str | None = None, version: int | None = None) -> ServedModel:
+    def get(
+        self, name: str | None = None, version: int | Literal["latest"] | None = None
+    ) -> ServedModel:
         """The model that answers: no name means the default model; no version, its default
-        version for the default model and the latest (promoted) for any other."""
+        version for the default model and the latest (promoted) for any other; 'latest', the
+        latest (promoted) one, as in the path form."""
         name = self.default_name if name is None else name
         by_version = self._models.get(name)
         if by_version is None:
             raise ModelNotFoundError(
-                f"no model named {name!r}; available models: {self.names()}",
+                f"no model named {name!r}; available models: {self.names()}{NOT_LOADED_HINT}",
                 {"model": name, "available": self.names()},
             )
-        if version is None:
-            version = self.default_version if name == self.default_name else self._latest[name]
-        model = by_version.get(version)
+        if isinstance(version, int):
+            number = version
+        elif version is None and name == self.default_name:
+            number = self.default_version
+        else:  # 'latest', or no version for a model other than the default
+            number = self._latest[name]
+        model = by_version.get(number)
         if model is None:
             raise ModelNotFoundError(
-                f"model {name!r} has no version {version}; available versions: {list(by_version)}",
-                {"model": name, "version": version, "available": list(by_version)},
+                f"model {name!r} has no version {number}; available versions: "
+                f"{list(by_version)}{NOT_LOADED_HINT}",
+                {"model": name, "version": number, "available": list(by_version)},
             )
         return model
 

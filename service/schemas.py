@@ -6,7 +6,7 @@ parses its body in `service.payload` and encodes its response in `service.respon
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,18 +27,17 @@ class PredictRequest(BaseModel):
         },
     )
 
-    instances: list[list[float]] | list[dict[str, float]] = Field(
-        description="one instance per row: d finite numbers, or an object of named features",
-        min_length=1,
-    )
+    # min_length on each list (not on the union) is what makes the schema say `minItems`.
+    instances: (
+        Annotated[list[list[float]], Field(min_length=1)]
+        | Annotated[list[dict[str, float]], Field(min_length=1)]
+    ) = Field(description="one instance per row: d finite numbers, or an object of named features")
     return_gates: bool = Field(True, description="include each task's gate weights over experts")
     model: str | None = Field(None, description="model name (default: the configured default)")
-    version: int | None = Field(
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | Literal["latest"] | None = Field(
         None,
-        ge=1,
-        le=MAX_VERSION,
-        description="model version (default: the default model's configured "
-        "version, else the latest)",
+        description="model version, or 'latest' for the model's newest (default: the default "
+        "model's configured version, else the latest)",
     )
 
 

@@ -8,10 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from service.repository import NOT_LOADED_HINT
+
 REQUEST_ID = "test-request-1"  # the trained_client fixture sends it on every request
 D = 100
 ROW = [0.5] * D
 NAMED = {f"x_{i}": 0.5 for i in range(1, D + 1)}
+OR_LATEST = ', or "latest" (leave it out for the default version)'
 
 
 def assert_error(response: Response, status: int, code: str, message: str, details: Any) -> None:
@@ -185,11 +188,13 @@ def test_predict_rejects_malformed_json(trained_client: TestClient) -> None:
         ({"instances": [ROW], "model": 7}, "'model' is a number (7); it must be a model name",
          None),
         ({"instances": [ROW], "version": "1"}, "'version' is a string (\"1\"); it must be a "
-         "whole number from 1 to 2147483647 (leave it out for the latest version)", None),
+         f"whole number from 1 to 2147483647{OR_LATEST}", None),
         ({"instances": [ROW], "version": 0}, "'version' is a number (0); it must be a whole "
-         "number from 1 to 2147483647 (leave it out for the latest version)", None),
+         f"number from 1 to 2147483647{OR_LATEST}", None),
         ({"instances": [ROW], "version": 2**31}, "'version' is a number (2147483648); it must be "
-         "a whole number from 1 to 2147483647 (leave it out for the latest version)", None),
+         f"a whole number from 1 to 2147483647{OR_LATEST}", None),
+        ({"instances": [ROW], "version": "newest"}, "'version' is a string (\"newest\"); it must "
+         f"be a whole number from 1 to 2147483647{OR_LATEST}", None),
     ],
 )  # fmt: skip
 def test_predict_rejects_malformed_requests(
@@ -244,7 +249,7 @@ def test_predict_rejects_an_unknown_model(trained_client: TestClient) -> None:
         response,
         404,
         "model_not_found",
-        f"no model named 'mmoe-big'; available models: {models}",
+        f"no model named 'mmoe-big'; available models: {models}{NOT_LOADED_HINT}",
         {"model": "mmoe-big", "available": models},
     )
 
@@ -255,7 +260,7 @@ def test_predict_rejects_an_unknown_version(trained_client: TestClient) -> None:
         response,
         404,
         "model_not_found",
-        "model 'mmoe-synthetic' has no version 3; available versions: [1]",
+        f"model 'mmoe-synthetic' has no version 3; available versions: [1]{NOT_LOADED_HINT}",
         {"model": "mmoe-synthetic", "version": 3, "available": [1]},
     )
 
@@ -264,10 +269,10 @@ def test_predict_rejects_an_unknown_version(trained_client: TestClient) -> None:
     ("path", "message", "details"),
     [
         ("/models/nope", "no model named 'nope'; available models: "
-         "['mmoe-synthetic', 'omoe-tiny', 'shared-bottom-tiny']",
+         f"['mmoe-synthetic', 'omoe-tiny', 'shared-bottom-tiny']{NOT_LOADED_HINT}",
          {"model": "nope", "available": ["mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]}),
         ("/models/omoe-tiny/versions/2", "model 'omoe-tiny' has no version 2; available "
-         "versions: [1]", {"model": "omoe-tiny", "version": 2, "available": [1]}),
+         f"versions: [1]{NOT_LOADED_HINT}", {"model": "omoe-tiny", "version": 2, "available": [1]}),
         ("/models/omoe-tiny/versions/v1", "model 'omoe-tiny' has no version 'v1'; a version is a "
          "whole number from 1 to 2147483647 with no leading zero, or 'latest' (available "
          "versions: [1])", {"model": "omoe-tiny", "version": "v1", "available": [1]}),

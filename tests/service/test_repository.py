@@ -10,10 +10,13 @@ from pathlib import Path
 
 import onnx
 import pytest
+from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.repository import ModelRepository
 from service.runtime import RuntimeOptions
+from service.settings import Settings
 
 CPU = RuntimeOptions(provider="cpu", intra_op_threads=1)
 NAME = "mmoe-synthetic"
@@ -111,6 +114,28 @@ def test_a_broken_promotion_fails_the_start_up(
             '{"version": N}; write it with `python -m training.promotion NAME VERSION`, or '
             "delete it to serve the highest version"
         )
+
+
+def test_latest_names_the_promoted_version_in_the_body_as_in_the_path(
+    bundled_copy: Path,
+) -> None:
+    add_version(bundled_copy, 2)
+    add_version(bundled_copy, 3)  # a candidate: newer than the promoted version
+    (bundled_copy / NAME / "promoted.json").write_text('{"version": 2, "reason": "by hand"}')
+    repository = load(bundled_copy, version=1)  # MMOE_MODEL_VERSION=1 pins the default
+    assert repository.get(version="latest").version == 2
+    assert repository.get(NAME, "latest").version == 2
+    settings = Settings(model_repository=bundled_copy, provider="cpu", model_version=1)
+    row = [0.5] * 100
+    with TestClient(create_app(settings, repository)) as client:
+        by_default = client.post("/predict", json={"instances": [row]}).json()
+        by_latest = client.post("/predict", json={"instances": [row], "version": "latest"}).json()
+        path_form = client.get(f"/models/{NAME}/versions/latest").json()
+        candidate = client.post("/predict", json={"instances": [row], "version": 3}).json()
+    assert by_default["model"]["version"] == 1
+    assert by_latest["model"]["version"] == 2
+    assert path_form["version"] == 2
+    assert candidate["model"]["version"] == 3
 
 
 def test_unknown_models_and_versions_are_not_found(bundled_copy: Path) -> None:

@@ -1,0 +1,166 @@
+"""The OpenAPI schema as the service really answers: every error response in the one error shape,
+each with examples of real bodies.
+
+FastAPI declares a 422 with its own `HTTPValidationError` body for every operation that has
+parameters, but the service answers every error as `{"error": {...}}` (`service.errors`). That
+declaration is rewritten: dropped where it cannot happen (an operation whose only parameters are
+string path segments: any string is accepted, an unknown model or version is a 404), pointed at
+`ErrorResponse` elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.errors import error_body
+
+ERROR_SCHEMA_REF = "#/components/schemas/ErrorResponse"
+FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+REQUEST_ID = "5f0c2a8e9d3b4c71a2e6f0b9c8d7e6a5"
+
+
+def _example(summary: str, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"summary": summary, "value": error_body(code, message, details, REQUEST_ID)}
+
+
+MODEL_NOT_FOUND = _example(
+    "unknown model",
+    "model_not_found",
+    "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-synthetic'] (the server "
+    "loads the model repository at start-up: restart it to serve a model or version published "
+    "since)",
+    {"model": "mmoe-synthetic-v2", "available": ["mmoe-synthetic"]},
+)
+VERSION_NOT_FOUND = _example(
+    "unknown version",
+    "model_not_found",
+    "model 'mmoe-synthetic' has no version 7; available versions: [1] (the server loads the "
+    "model repository at start-up: restart it to serve a model or version published since)",
+    {"model": "mmoe-synthetic", "version": 7, "available": [1]},
+)
+NOT_READY = _example(
+    "models still loading",
+    "not_ready",
+    "the service is starting: models are still loading; retry when GET /health/ready answers 200",
+)
+INTERNAL_ERROR = _example(
+    "unexpected failure",
+    "internal_error",
+    f"the server failed to answer this request; it is logged under request id {REQUEST_ID}: "
+    "quote it when reporting the problem",
+)
+PARAMETER_ERROR = _example(
+    "invalid parameter",
+    "invalid_request",
+    "invalid request: query.limit: Input should be a valid integer, unable to parse string as "
+    "an integer",
+    [
+        {
+            "location": ["query", "limit"],
+            "message": "Input should be a valid integer, unable to parse string as an integer",
+        }
+    ],
+)
+
+# Examples by status, for every operation, unless the operation's path has its own below.
+EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "404": [MODEL_NOT_FOUND, VERSION_NOT_FOUND],
+    "422": [PARAMETER_ERROR],
+    "500": [INTERNAL_ERROR],
+    "503": [NOT_READY],
+}
+PREDICT_EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "404": [MODEL_NOT_FOUND, VERSION_NOT_FOUND],
+    "413": [
+        _example(
+            "too many instances",
+            "too_many_instances",
+            "1025 instances in one request, the limit is 1024; split the request into smaller "
+            "ones (the server's limit is MMOE_MAX_INSTANCES)",
+            {"instances": 1025, "max_instances": 1024},
+        ),
+        _example(
+            "body too large",
+            "payload_too_large",
+            "the request body (9000000 bytes) is larger than the limit of 8388608 bytes; send "
+            "fewer instances per request (the server's limit is MMOE_MAX_BODY_BYTES)",
+            {"max_body_bytes": 8388608},
+        ),
+    ],
+    "422": [
+        _example(
+            "wrong number of features",
+            "wrong_feature_count",
+            "instance 1 has 99 features; the model expects 100",
+            {"instance": 1, "expected": 100, "received": 99},
+        ),
+        _example(
+            "unknown field",
+            "invalid_request",
+            "unknown fields ['instance']; a /predict body has the fields ['instances', "
+            "'return_gates', 'model', 'version']",
+            {"unknown": ["instance"], "allowed": ["instances", "return_gates", "model", "version"]},
+        ),
+    ],
+}
+
+PATH_EXAMPLES = {"/predict": PREDICT_EXAMPLES, "/models/{name}": {"404": [MODEL_NOT_FOUND]}}
+
+
+def install(app: FastAPI) -> None:
+    """Make `app.openapi()` (and /openapi.json) return the rewritten schema."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite FastAPI's validation responses and add error examples, in place."""
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if _schema_ref(responses.get("422")) == FASTAPI_VALIDATION_REF:
+                if _cannot_fail_validation(operation):
+                    del responses["422"]
+                else:
+                    responses["422"] = {
+                        "description": "Invalid request",
+                        "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA_REF}}},
+                    }
+            for status, response in responses.items():
+                if _schema_ref(response) != ERROR_SCHEMA_REF:
+                    continue
+                examples = PATH_EXAMPLES.get(path, {}).get(status) or EXAMPLES.get(status, [])
+                response["content"]["application/json"]["examples"] = {
+                    example["summary"].replace(" ", "_"): example for example in examples
+                }
+    components = schema.get("components", {}).get("schemas", {})
+    for name in FASTAPI_VALIDATION_SCHEMAS:
+        components.pop(name, None)
+    return schema
+
+
+def _schema_ref(response: dict[str, Any] | None) -> str | None:
+    if response is None:
+        return None
+    ref: str | None = (
+        response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+    )
+    return ref
+
+
+def _cannot_fail_validation(operation: dict[str, Any]) -> bool:
+    parameters = operation.get("parameters", [])
+    return "requestBody" not in operation and all(
+        parameter.get("in") == "path" and parameter.get("schema", {}).get("type") == "string"
+        for parameter in parameters
+    )
