@@ -1,8 +1,9 @@
 """`mmoe-serve` / `python -m service`: load the models, then serve them with uvicorn.
 
-Configuration comes from `MMOE_*` environment variables only (see `--help`). The models are loaded
-and verified before the port opens, so a broken model or an unavailable provider stops the start-up
-with one clear message and exit status 1.
+Configuration comes from `MMOE_*` environment variables, and `--host`/`--port`, which win over
+theirs (see `--help`). The models are loaded and verified before the port opens, so a broken model
+or an unavailable provider stops the start-up with one clear message; so does an address that
+cannot be listened on. Every way the start-up can fail has its own exit status (EXIT_STATUSES).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from service.errors import ModelLoadError
+from service.listen import EXIT_CANNOT_BIND, EXIT_PORT_IN_USE, ListenError, check_can_listen
 from service.settings import ENV_PREFIX, Settings
 from service.validation_errors import describe_problems
 
@@ -24,28 +26,63 @@ logger = logging.getLogger("service")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+EXIT_MODEL_LOAD = 1
+EXIT_USAGE = 2
+EXIT_STATUSES = {
+    0: "stopped (Ctrl-C or SIGTERM)",
+    EXIT_MODEL_LOAD: "a model cannot be served (the log line says which and why)",
+    EXIT_USAGE: "invalid option or setting",
+    EXIT_PORT_IN_USE: "the port is already in use",
+    EXIT_CANNOT_BIND: "the address cannot be listened on (not this machine's, or no permission)",
+}
+# Settings that also have a command-line option, which wins over the environment variable.
+OPTIONS: dict[str, tuple[str, type[str] | type[int]]] = {
+    "host": ("--host", str),
+    "port": ("--port", int),
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     lines = []
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         lines.append(f"  {ENV_PREFIX}{name.upper():<18} {field.description} (default: {default})")
-    return argparse.ArgumentParser(
+    statuses = [f"  {status}  {meaning}" for status, meaning in EXIT_STATUSES.items()]
+    parser = argparse.ArgumentParser(
         prog="mmoe-serve",
         description="Serve the model repository over REST (onnxruntime + FastAPI + uvicorn).",
-        epilog="settings, from environment variables:\n" + "\n".join(lines),
+        epilog="settings, from environment variables:\n"
+        + "\n".join(lines)
+        + "\n\nexit status:\n"
+        + "\n".join(statuses),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    for name, (option, kind) in OPTIONS.items():
+        field = Settings.model_fields[name]
+        parser.add_argument(
+            option,
+            type=kind,
+            metavar=name.upper(),
+            help=f"{field.description}; overrides {ENV_PREFIX}{name.upper()} "
+            f"(default: {field.default})",
+        )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+    arguments = build_parser().parse_args(argv)
+    given = {name: getattr(arguments, name) for name in OPTIONS}
+    overrides = {name: value for name, value in given.items() if value is not None}
+
+    def source(field: str) -> str:
+        return OPTIONS[field][0] if field in overrides else ENV_PREFIX + field.upper()
+
     try:
-        settings = Settings()
+        settings = Settings(**overrides)
     except ValidationError as error:
-        problems = describe_problems(error.errors(), name=lambda field: ENV_PREFIX + field.upper())
+        problems = describe_problems(error.errors(), name=source)
         print(f"mmoe-serve: invalid settings: {problems}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, force=True)
     logger.info("settings: %s", json.dumps(settings.describe()))
 
@@ -55,11 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         repository = load_repository(settings)
     except ModelLoadError as error:
         logger.error("cannot start: %s", error)
-        return 1
+        return EXIT_MODEL_LOAD
     for model in repository:
         logger.info("serving %s version %d on %s", model.name, model.version, model.provider)
     default = repository.default
     logger.info("default model: %s version %d", default.name, default.version)
+
+    try:
+        check_can_listen(settings.host, settings.port)
+    except ListenError as error:
+        logger.error("cannot start: %s", error)
+        return error.exit_status
 
     import uvicorn
 

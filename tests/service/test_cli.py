@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import onnxruntime
 import pytest
 
+from service.cli import EXIT_STATUSES
+from service.listen import EXIT_CANNOT_BIND, EXIT_PORT_IN_USE
 from service.settings import Settings
-from tests.support import REPO_ROOT, environment_without_settings
+from tests.support import REPO_ROOT, environment_without_settings, free_port
 
 
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -110,3 +115,94 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "torch"))
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[]\n"
+
+
+def listening_socket() -> socket.socket:
+    """A socket listening on a free loopback port: that port is in use."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+def test_a_port_in_use_is_one_line_and_exit_status_3(bundled_copy: Path) -> None:
+    with listening_socket() as holder:
+        port = holder.getsockname()[1]
+        result = serve({"MMOE_MODEL_REPOSITORY": str(bundled_copy), "MMOE_PORT": str(port)})
+    assert result.returncode == EXIT_PORT_IN_USE == 3
+    assert result.stderr.splitlines()[-1].endswith(
+        f"ERROR service: cannot start: cannot listen on 127.0.0.1:{port}: port {port} is already "
+        "in use by another process; stop that process, or choose another port with --port or "
+        "MMOE_PORT"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_an_address_of_another_machine_is_one_line_and_exit_status_4(bundled_copy: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1, RFC 5737) is never an address of this machine; nothing is sent.
+    result = serve({"MMOE_MODEL_REPOSITORY": str(bundled_copy)}, "--host", "192.0.2.1")
+    assert result.returncode == EXIT_CANNOT_BIND == 4
+    assert result.stderr.splitlines()[-1].endswith(
+        "ERROR service: cannot start: cannot listen on 192.0.2.1:1: the address is not one of "
+        "this machine's; set --host or MMOE_HOST to one of its addresses, e.g. 127.0.0.1, or "
+        "0.0.0.0 for every interface"
+    )
+
+
+def test_the_options_win_over_the_environment(bundled_copy: Path) -> None:
+    with listening_socket() as holder:  # MMOE_PORT names a port in use: only --port can work
+        taken = holder.getsockname()[1]
+        port = free_port()
+        env = environment_without_settings() | {
+            "MMOE_MODEL_REPOSITORY": str(bundled_copy),
+            "MMOE_HOST": "192.0.2.1",
+            "MMOE_PORT": str(taken),
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while server.poll() is None and time.monotonic() < deadline:
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1.0)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)  # polling interval, not synchronisation
+            else:
+                pytest.fail(f"the server did not answer on --port {port}: {server.stderr}")
+        finally:
+            server.terminate()
+            _, log = server.communicate(timeout=20)
+    assert ready.status_code == 200
+    settings = json.loads(log.decode().split("settings: ", 1)[1].splitlines()[0])
+    assert (settings["MMOE_HOST"], settings["MMOE_PORT"]) == ("127.0.0.1", port)
+
+
+def test_an_invalid_option_value_is_named_by_its_option() -> None:
+    result = serve({"MMOE_PORT": "70000"}, "--port", "65536")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mmoe-serve: invalid settings: --port: Input should be less than or equal to 65535\n"
+    )
+
+
+def test_help_shows_the_options_beside_the_variables_and_every_exit_status() -> None:
+    result = serve({}, "--help")
+    assert result.returncode == 0
+    assert "--host HOST" in result.stdout and "--port PORT" in result.stdout
+    words = " ".join(result.stdout.split())  # argparse wraps the option help
+    assert "overrides MMOE_HOST (default: 127.0.0.1)" in words
+    assert "overrides MMOE_PORT (default: 8000)" in words
+    listed = re.findall(r"^  (\d)  (.+)$", result.stdout, re.MULTILINE)
+    assert [(int(status), meaning) for status, meaning in listed] == list(EXIT_STATUSES.items())
+
+
+def test_the_docs_list_every_exit_status() -> None:
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    documented = re.findall(r"^\| (\d) +\| ", text, flags=re.MULTILINE)
+    assert [int(status) for status in documented] == list(EXIT_STATUSES)
