@@ -22,6 +22,7 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.request_id: str | None = None  # set where an error is read back from a response
 
 
 class InvalidRequestError(ServiceError):
