@@ -29,7 +29,7 @@ TORCH_VERSION := $(shell sed -n 's/.*"torch==\([^"]*\)".*/\1/p' pyproject.toml)
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps --extra-index-url $(TORCH_CPU_INDEX) \
 	  'torch==$(TORCH_VERSION)'
-	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,score,dev]'
 	touch $@ $(VENV)/.installed-serve
 
 run: $(VENV)/.installed-serve  ## serve the bundled default model on http://127.0.0.1:8000

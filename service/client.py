@@ -200,14 +200,36 @@ class MMoEClient:
             return self.limits.max_body_bytes < body_bytes and instances > 1
         return False
 
+    def model_metadata(
+        self, name: str | None = None, version: int | Literal["latest"] = "latest"
+    ) -> dict[str, Any]:
+        """GET /models/{name}/versions/{version}: the card, tasks and signature of a version
+        (no name: the server's default model)."""
+        if name is None:
+            name = str(self._get("/models")["default_model"]["name"])
+        return self._get(f"/models/{name}/versions/{version}")
+
+    def _get(self, path: str) -> dict[str, Any]:
+        response = self._request("GET", path)
+        if response.status_code != 200:
+            raise _service_error(response)
+        body: dict[str, Any] = response.json()
+        return body
+
     def _post(self, body: bytes) -> httpx.Response:
-        """POST /predict, retrying 503 answers with backoff (Retry-After when given)."""
+        return self._request("POST", "/predict", body)
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+        """One request, retried while the server answers 503, with backoff (Retry-After when
+        the server says how long)."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._http.post(
-                    f"{self.url}/predict",
+                response = self._http.request(
+                    method,
+                    f"{self.url}{path}",
                     content=body,
-                    headers={"Content-Type": "application/json"},
+                    headers=headers,
                     timeout=self.timeout_s,
                 )
             except httpx.TransportError as error:
