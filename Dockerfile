@@ -20,12 +20,13 @@ ARG APP_UID=10001
 
 # ---------------------------------------------------------------------------------------------
 # Builders: the virtual environment /opt/venv, made by docker/install-venv.sh for every image:
-# dependencies first (a layer that changes only with pyproject.toml), then the project itself.
+# dependencies first, at the versions docker/constraints.txt pins (a layer that changes only with
+# pyproject.toml and that file), then the project itself.
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS python-build
 WORKDIR /src
 COPY pyproject.toml ./
-COPY docker/requirements.py docker/install-venv.sh docker/
+COPY docker/requirements.py docker/install-venv.sh docker/constraints.txt docker/
 
 FROM python-build AS api-build
 RUN --mount=type=cache,target=/root/.cache/pip sh docker/install-venv.sh dependencies
@@ -99,7 +100,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml ./
-COPY docker/requirements.py docker/install-venv.sh docker/
+COPY docker/requirements.py docker/install-venv.sh docker/constraints.txt docker/
 RUN --mount=type=cache,target=/root/.cache/pip sh docker/install-venv.sh dependencies --extra gpu
 COPY service/ service/
 RUN sh docker/install-venv.sh project

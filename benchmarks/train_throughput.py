@@ -3,10 +3,13 @@
 Both sides train the same replicas (same seeds, data, initialisation, batch order, epochs; early
 stopping off) in the same process, so the ratio is fair on a noisy machine; the baseline is the
 repository's single-model trainer, `training.trainer.train`. Samples per second counts training
-rows seen (replicas x rows x epochs). Results go to benchmarks/results/train_throughput.{json,md}.
+rows seen (replicas x rows x epochs). Results go to <out>/train_throughput.{json,md}: by default
+out/benchmarks/ (ignored by git), so a trial run never overwrites the committed
+benchmarks/results/; point --out there to record a new result.
 
     python benchmarks/train_throughput.py                     # 64 replicas, 10,000 rows, 2 epochs
     python benchmarks/train_throughput.py --replicas 16 --epochs 1 --threads 2
+    python benchmarks/train_throughput.py --out benchmarks/results   # update the committed result
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from training.replicas import ReplicaSplits, build_replicas, train_replicas
 from training.trainer import TensorSplit, initial_model, train
 
 TASKS = ["regression", "regression"]
-RESULTS = Path(__file__).parent / "results"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "out" / "benchmarks"  # ignored by git
 
 
 def cpu_model() -> str:
@@ -88,7 +91,13 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=["shared_bottom", "omoe", "mmoe"], help="architectures"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
+        "benchmarks/results)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, patience=args.epochs + 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the test helpers: bundled models, free ports
 from tests.support import copy_bundled, environment_without_settings, free_port  # noqa: E402
 
-IMAGE_FILES = ["pyproject.toml", "docker/requirements.py", "docker/install-venv.sh", "service"]
+IMAGE_FILES = [
+    "pyproject.toml",
+    "docker/requirements.py",
+    "docker/install-venv.sh",
+    "docker/constraints.txt",
+    "service",
+]
 
 IMPORT_CHECK = """
 import importlib.util, sys
@@ -65,6 +72,29 @@ def install(work: Path) -> Path:
     for step in ("dependencies", "project"):
         run("sh", "docker/install-venv.sh", step, cwd=source, env=env)
     return work / "venv" / "bin" / "python"
+
+
+def check_every_package_is_pinned(python: Path) -> None:
+    """Every installed distribution but the project is pinned, at that version, by the
+    constraints file the install used: nothing entered the image unpinned."""
+    pins = {}
+    for line in (REPO_ROOT / "docker" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[normalized(name)] = version
+    frozen = run(python, "-m", "pip", "list", "--format=json", "--exclude-editable")
+    installed = {normalized(item["name"]): item["version"] for item in json.loads(frozen)}
+    installed.pop("mmoe-service", None)
+    for tool in ("pip", "setuptools", "wheel"):  # the venv's own, not the project's
+        installed.pop(tool, None)
+    unpinned = {name: version for name, version in installed.items() if pins.get(name) != version}
+    if unpinned:
+        sys.exit(f"installed but not pinned by docker/constraints.txt (make lock): {unpinned}")
+    print(f"all {len(installed)} installed packages are pinned by docker/constraints.txt")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def serve_bundled_model(python: Path, work: Path) -> None:
@@ -112,6 +142,7 @@ def main() -> int:
         work = Path(directory)
         python = install(work)
         print(run(python, "-c", IMPORT_CHECK, cwd=work).strip())
+        check_every_package_is_pinned(python)
         serve_bundled_model(python, work)
     print("ok: the api image's dependency set installs alone, without torch, and serves")
     return 0

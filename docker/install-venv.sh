@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build an image's virtual environment ($VENV, default /opt/venv) from the project in the current
 # directory, in two steps, so that the dependencies are a layer that changes only with
-# pyproject.toml:
+# pyproject.toml and docker/constraints.txt (every version pinned; `make lock` writes it):
 #
 #   sh docker/install-venv.sh dependencies [requirements.py options]   # e.g. --extra gpu
 #   sh docker/install-venv.sh project                                   # the project, no deps
@@ -24,7 +24,7 @@ case "$step" in
       *" --torch-cpu "*) index="--extra-index-url $TORCH_CPU_INDEX" ;;  # torch==X+cpu lives there
     esac
     # shellcheck disable=SC2086  # $index is zero or two words
-    "$VENV/bin/pip" install --quiet $index -r "$VENV/requirements.txt"
+    "$VENV/bin/pip" install --quiet $index -r "$VENV/requirements.txt" -c docker/constraints.txt
     ;;
   project)
     "$VENV/bin/pip" install --quiet --no-cache-dir --no-deps .
