@@ -3,6 +3,8 @@ TestClient is an httpx.Client, so the client's own HTTP code runs unchanged)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from service.client import (
     retry_after_s,
 )
 from service.settings import Settings
+from tests.support import REPO_ROOT
 
 ROWS = np.full((3, 100), 0.25, dtype=np.float32)
 
@@ -114,3 +117,15 @@ def test_input_the_client_cannot_send_is_a_client_error() -> None:
         client.predict([])
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         MMoEClient(batch_size=0)
+
+
+def test_importing_the_client_loads_no_server_and_no_runtime() -> None:
+    script = (
+        "import sys, service.client; "
+        "print(sorted(m for m in ('onnxruntime', 'fastapi', 'starlette', 'torch') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+    )
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
