@@ -36,8 +36,8 @@ class PredictRequest(BaseModel):
     model: str | None = Field(None, description="model name (default: the configured default)")
     version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | Literal["latest"] | None = Field(
         None,
-        description="model version, or 'latest' for the model's newest (default: the default "
-        "model's configured version, else the latest)",
+        description="model version, or 'latest' for its latest (promoted) version (default: the "
+        "default model's configured version, else the latest)",
     )
 
 
