@@ -36,7 +36,11 @@ def check_can_listen(host: str, port: int) -> None:
             EXIT_CANNOT_BIND,
         ) from None
     for family, kind, protocol, _, address in addresses:
-        with socket.socket(family, kind, protocol) as probe:
+        try:
+            probe = socket.socket(family, kind, protocol)
+        except OSError:
+            continue  # an address family this host lacks (IPv6 off): asyncio skips it too
+        with probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
