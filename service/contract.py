@@ -14,7 +14,14 @@ Architecture = Literal["mmoe", "omoe", "shared_bottom"]
 TaskType = Literal["regression", "binary"]
 ARCHITECTURES: Final[tuple[Architecture, ...]] = get_args(Architecture)
 
-INPUT_FEATURES: Final = "features"  # float32 [batch, d], raw feature values
+INPUT_FEATURES: Final = "features"  # float32 [batch, d], raw feature values (NaN: missing)
+INPUT_CATEGORICAL: Final = "categorical"  # int64 [batch, C], category codes; tables only
+
+# Category codes: each categorical feature's vocabulary (in its card) starts at FIRST_CATEGORY_CODE;
+# a value not in it (unseen, or too rare in training) is OOV_CODE, a missing value MISSING_CODE.
+OOV_CODE: Final = 0
+MISSING_CODE: Final = 1
+FIRST_CATEGORY_CODE: Final = 2
 OUTPUT_PREDICTIONS: Final = "predictions"  # float32 [batch, T]: values or probabilities
 OUTPUT_GATES: Final = "gates"  # float32 [batch, G, E]; G = T (MMoE), 1 (OMoE); absent otherwise
 BATCH_AXIS: Final = "batch"

@@ -12,7 +12,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.contract import MAX_VERSION, Architecture, TaskType, gate_count
+from service.contract import (
+    FIRST_CATEGORY_CODE,
+    INPUT_CATEGORICAL,
+    MAX_VERSION,
+    MISSING_CODE,
+    OOV_CODE,
+    Architecture,
+    TaskType,
+    gate_count,
+)
 
 
 class _CardPart(BaseModel):
@@ -28,6 +37,7 @@ class InputSpec(_CardPart):
     name: str
     dim: int = Field(ge=1)
     feature_names: list[str] | None = None
+    accepts_missing: bool = False  # the graph imputes a missing (NaN) value: clients send null
 
     @model_validator(mode="after")
     def _names_match_dim(self) -> InputSpec:
@@ -38,6 +48,45 @@ class InputSpec(_CardPart):
             if len(set(names)) != len(names):
                 raise ValueError("feature names must be unique")
         return self
+
+
+class CategoricalFeatureSpec(_CardPart):
+    name: str
+    vocabulary: list[str]  # vocabulary[i] has code first_code + i
+
+    @model_validator(mode="after")
+    def _unique_values(self) -> CategoricalFeatureSpec:
+        if len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ValueError(f"the vocabulary of {self.name!r} repeats a value")
+        return self
+
+
+class CategoricalInputSpec(_CardPart):
+    """The `categorical` input: one int64 code per feature, from the vocabularies here."""
+
+    name: str = INPUT_CATEGORICAL
+    features: list[CategoricalFeatureSpec] = Field(min_length=1)
+    oov_code: int = OOV_CODE  # an unseen value, or one too rare in training to keep
+    missing_code: int = MISSING_CODE
+    first_code: int = FIRST_CATEGORY_CODE
+    min_count: int = Field(1, ge=1)  # training values seen fewer times map to oov_code
+
+    @model_validator(mode="after")
+    def _the_contracts_codes(self) -> CategoricalInputSpec:
+        codes = (self.oov_code, self.missing_code, self.first_code)
+        if codes != (OOV_CODE, MISSING_CODE, FIRST_CATEGORY_CODE):
+            raise ValueError(
+                f"codes (oov, missing, first) are {codes}; this service reads "
+                f"{(OOV_CODE, MISSING_CODE, FIRST_CATEGORY_CODE)}"
+            )
+        names = [feature.name for feature in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("categorical feature names must be unique")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature.name for feature in self.features]
 
 
 class ExpertSpec(_CardPart):
@@ -59,6 +108,7 @@ class ModelCard(_CardPart):
     architecture: Architecture
     tasks: list[TaskSpec] = Field(min_length=1)
     input: InputSpec
+    categorical: CategoricalInputSpec | None = None  # tables with categorical features only
     experts: ExpertSpec
     onnx: OnnxSpec
     parameters: int = Field(ge=0)
@@ -76,6 +126,14 @@ class ModelCard(_CardPart):
                 f"{self.architecture} with {len(self.tasks)} tasks has {expected} gates, "
                 f"card says {self.experts.gates}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _feature_names_unique_across_inputs(self) -> ModelCard:
+        if self.categorical is not None:
+            shared = set(self.input.feature_names or []) & set(self.categorical.feature_names)
+            if shared:
+                raise ValueError(f"features {sorted(shared)} are both numeric and categorical")
         return self
 
     @property

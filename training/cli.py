@@ -19,29 +19,59 @@ from typing import Any
 from pydantic import BaseModel
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from training.config import ConfigError, RunConfig, build_config, merge, read_config_file
+from training.config import (
+    ConfigError,
+    ExportConfig,
+    ModelConfig,
+    RunConfig,
+    SyntheticDataConfig,
+    TabularDataConfig,
+    TrainConfig,
+    build_config,
+    merge,
+    read_config_file,
+)
 
-SECTION_TITLES = {
-    "data": "synthetic data (Ma et al. 2018, section 5.1)",
-    "model": "model architecture",
-    "train": "training",
-    "export": "ONNX export and model repository",
-}
+# (section, its config model, the group's title in --help); `data` has one model per kind.
+OPTION_GROUPS: list[tuple[str, type[BaseModel], str]] = [
+    (
+        "data",
+        SyntheticDataConfig,
+        "synthetic data, --data.kind synthetic (the default; Ma et al. 2018, section 5.1)",
+    ),
+    ("data", TabularDataConfig, "a table, --data.kind tabular (CSV or Parquet files)"),
+    ("model", ModelConfig, "model architecture"),
+    ("train", TrainConfig, "training"),
+    ("export", ExportConfig, "ONNX export and model repository"),
+]
 
 
-def _takes_list(annotation: Any) -> bool:
-    return any(typing.get_origin(arg) is list for arg in (annotation, *typing.get_args(annotation)))
+def _takes_json(annotation: Any) -> bool:
+    """Lists and objects are given as JSON on the command line."""
+    return any(
+        typing.get_origin(arg) in (list, dict) for arg in (annotation, *typing.get_args(annotation))
+    )
+
+
+def _field(section: str, name: str) -> Any:
+    """The pydantic field behind `--section.name` (for `data`, whichever kind has it)."""
+    for group_section, model, _ in OPTION_GROUPS:
+        if group_section == section and name in model.model_fields:
+            return model.model_fields[name]
+    raise KeyError(f"{section}.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmoe-train",
         description=(
-            "Train a Shared-Bottom, OMoE or MMoE model on the paper's synthetic data and export it "
-            "as a validated ONNX model version to <export.models_dir>/<export.name>/<version>/. "
-            "The new version becomes the one served by default only if its held-out metrics are "
-            "not worse than the current one's (see --export.promote); otherwise it is kept as a "
-            "candidate. The destination is checked before training starts."
+            "Train a Shared-Bottom, OMoE or MMoE model on the paper's synthetic data or on a table "
+            "(CSV or Parquet) and export it as a validated ONNX model version to "
+            "<export.models_dir>/<export.name>/<version>/. The new version becomes the one served "
+            "by default only if its held-out metrics are not worse than the current one's (see "
+            "--export.promote); otherwise it is kept as a candidate. The destination is checked "
+            "before training starts. Under torchrun, every process trains its share of each "
+            "batch (DDP) and rank 0 exports."
         ),
         epilog=(
             "Examples:\n"
@@ -49,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
             "  mmoe-train --data.correlation 0.9 --model.architecture omoe --export.name omoe-p09\n"
             "  mmoe-train --config configs/omoe-p09.toml --train.epochs 5\n"
             "  mmoe-train --config configs/omoe-p09.toml --dry-run   # metrics only, no export\n"
-            "List values take JSON: --train.loss_weights '[1, 0.5]'."
+            "  mmoe-train --config configs/adult.toml       # UCI Adult, two binary tasks\n"
+            "  torchrun --standalone --nproc-per-node 2 -m training --config configs/adult.toml\n"
+            "Lists and objects take JSON: --train.loss_weights '[1, 0.5]'. Paths are relative to "
+            "the directory you run in."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -74,21 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level (default: INFO)",
     )
-    for section, field in RunConfig.model_fields.items():
-        group = parser.add_argument_group(SECTION_TITLES[section])
-        section_model: type[BaseModel] = field.annotation  # type: ignore[assignment]
+    parser.add_argument(
+        "--data.kind",
+        dest="data.kind",
+        choices=["synthetic", "tabular"],
+        default=argparse.SUPPRESS,
+        help="where the rows come from (default: synthetic)",
+    )
+    for section, section_model, title in OPTION_GROUPS:
+        group = parser.add_argument_group(title)
         for name, option in section_model.model_fields.items():
             if name == "kind":
                 continue
-            default = option.get_default(call_default_factory=True)
-            shown = json.dumps(default) if isinstance(default, list | bool | None) else default
             described = option.description or ""
-            if "default" not in described:  # some descriptions say what their default means
+            if option.is_required():
+                described += " (required)"
+            elif "default" not in described:  # some descriptions say what their default means
+                default = option.get_default(call_default_factory=True)
+                shown = json.dumps(default) if isinstance(default, list | bool | None) else default
                 described += f" (default: {shown})"
             group.add_argument(
                 f"--{section}.{name}",
                 dest=f"{section}.{name}",
-                metavar="JSON" if _takes_list(option.annotation) else "VALUE",
+                metavar="JSON" if _takes_json(option.annotation) else "VALUE",
                 default=argparse.SUPPRESS,
                 help=described,
             )
@@ -102,9 +143,8 @@ def _overrides(arguments: argparse.Namespace) -> dict[str, Any]:
         if "." not in key:
             continue
         section, name = key.split(".", 1)
-        section_model: type[BaseModel] = RunConfig.model_fields[section].annotation  # type: ignore[assignment]
-        annotation = section_model.model_fields[name].annotation
-        if _takes_list(annotation) or value.lower() in ("null", "none"):
+        annotation = None if name == "kind" else _field(section, name).annotation
+        if _takes_json(annotation) or value.lower() in ("null", "none"):
             try:
                 value = json.loads(value) if value.lower() != "none" else None
             except json.JSONDecodeError:
@@ -134,16 +174,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config.model_dump_json(indent=2))
         return 0
 
-    from training.pipeline import ExportRefusedError, run  # torch loads only when needed
+    from training import distributed  # torch loads only when needed
+    from training.pipeline import ExportRefusedError, run
     from training.publish import PublishError
+    from training.tabular.reader import DataError
 
+    shard = distributed.join(config.train.device)
+    if shard.rank != 0:
+        logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         with logging_redirect_tqdm():
-            result = run(config, show_progress=not arguments.quiet, dry_run=arguments.dry_run)
+            result = run(
+                config, show_progress=not arguments.quiet, dry_run=arguments.dry_run, shard=shard
+            )
     except ConfigError as error:
         parser.exit(2, f"mmoe-train: error: {error}\n")
-    except (PublishError, ExportRefusedError) as error:
+    except (PublishError, ExportRefusedError, DataError) as error:
         parser.exit(1, f"mmoe-train: error: {error}\n")
+    finally:
+        distributed.leave()
+    if result is None:  # not rank 0: rank 0 exports and reports
+        return 0
     card = result.card
     if result.path is None:
         print("dry run: nothing exported")

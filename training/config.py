@@ -8,55 +8,21 @@ from __future__ import annotations
 
 import json
 import tomllib
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from service.contract import MAX_VERSION, MODEL_NAME_PATTERN, Architecture, parse_version
+from service.contract import MAX_VERSION, MODEL_NAME_PATTERN, Architecture, TaskType, parse_version
 from service.validation_errors import describe_problems
+from training.config_base import MAX_SEED, ConfigError
+from training.config_base import StrictConfig as _Strict
+from training.tabular.config import TabularDataConfig
 
+__all__ = ["MAX_SEED", "ConfigError", "RunConfig", "TabularDataConfig"]
 
-class ConfigError(ValueError):
-    """A configuration the user gave is wrong; the message says which field and why."""
-
-
-MAX_SEED = 2**32 - 1  # numpy and torch seeds are 32-bit
 # Rows × features the synthetic generator may hold in memory (float64): 2e8 values are 1.6 GB.
 MAX_SYNTHETIC_VALUES = 200_000_000
-
-
-class _Strict(BaseModel):
-    """Unknown keys, NaN and infinities, and true/false where a number belongs are errors."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
-    )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name is not None:
-            annotation = cls.model_fields[info.field_name].annotation
-            if bool not in (annotation, *typing.get_args(annotation)):
-                raise ValueError(f"expected a value of type {_type_name(annotation)}, not {value}")
-        return value
-
-
-def _type_name(annotation: Any) -> str:
-    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if arguments and typing.get_origin(annotation) is not list:
-        return " or ".join(_type_name(a) for a in arguments)
-    return getattr(annotation, "__name__", str(annotation))
 
 
 class SyntheticDataConfig(_Strict):
@@ -116,6 +82,24 @@ class SyntheticDataConfig(_Strict):
     def task_names(self) -> list[str]:
         return [f"task_{k + 1}" for k in range(self.num_tasks)]
 
+    @property
+    def task_types(self) -> list[TaskType]:
+        return ["regression"] * self.num_tasks
+
+
+DATA_KINDS = ("synthetic", "tabular")
+
+
+def _data_kind(value: Any) -> str:
+    """The `kind` that picks the data section's model; synthetic when not given."""
+    return value.get("kind", "synthetic") if isinstance(value, dict) else value.kind
+
+
+DataConfig = Annotated[
+    Annotated[SyntheticDataConfig, Tag("synthetic")] | Annotated[TabularDataConfig, Tag("tabular")],
+    Discriminator(_data_kind),
+]
+
 
 class ModelConfig(_Strict):
     architecture: Architecture = Field(
@@ -126,6 +110,9 @@ class ModelConfig(_Strict):
     tower_units: int = Field(8, ge=1, description="hidden units of each task tower")
     bottom_units: int = Field(
         113, ge=1, description="Shared-Bottom hidden units (113 matches MMoE's parameter count)"
+    )
+    embedding_dim: int = Field(
+        4, ge=1, le=1024, description="tables: size of each category's and bucket's embedding"
     )
 
 
@@ -141,6 +128,21 @@ class TrainConfig(_Strict):
         None, description="per-task loss weights (default: 1 for every task)"
     )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed for initialisation and batch order")
+    early_stopping_metric: str = Field(
+        "loss",
+        description="what early stopping watches on validation: loss (the weighted loss), auc "
+        "(mean over binary tasks), or <task>.<metric> with metric auc, log_loss, mse or mae",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="intra-op CPU threads of each process (default: torch's, one per core); "
+        "small models train fastest on 1, above all on a busy machine",
+    )
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where to train (cuda: one GPU per process, NCCL under torchrun)"
+    )
 
     @field_validator("loss_weights")
     @classmethod
@@ -196,24 +198,66 @@ class ExportConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    data: SyntheticDataConfig = Field(default_factory=SyntheticDataConfig)
+    data: DataConfig = Field(default_factory=SyntheticDataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
     @model_validator(mode="after")
-    def _loss_weights_per_task(self) -> RunConfig:
+    def _per_task_settings_fit_the_tasks(self) -> RunConfig:
+        num_tasks = len(self.data.task_names)
         weights = self.train.loss_weights
-        if weights is not None and len(weights) != self.data.num_tasks:
-            raise ValueError(
-                f"train.loss_weights has {len(weights)} values for {self.data.num_tasks} tasks"
-            )
+        if weights is not None and len(weights) != num_tasks:
+            raise ValueError(f"train.loss_weights has {len(weights)} values for {num_tasks} tasks")
+        check_stopping_metric(
+            self.train.early_stopping_metric, self.data.task_names, self.data.task_types
+        )
         return self
+
+
+STOPPING_METRICS = {"auc": "max", "log_loss": "min", "mse": "min", "mae": "min"}
+
+
+def check_stopping_metric(metric: str, task_names: list[str], task_types: list[TaskType]) -> None:
+    """`loss`, `auc`, or `<task>.<metric>` where the task has that metric; else a clear error."""
+    binary = [name for name, kind in zip(task_names, task_types, strict=True) if kind == "binary"]
+    if metric == "loss":
+        return
+    if metric == "auc":
+        if not binary:
+            raise ValueError("train.early_stopping_metric auc needs a binary task; there is none")
+        return
+    task, _, name = metric.rpartition(".")
+    if task not in task_names or name not in STOPPING_METRICS:
+        raise ValueError(
+            f"train.early_stopping_metric {metric!r} is not loss, auc or <task>.<metric> with a "
+            f"task of {task_names} and a metric of {list(STOPPING_METRICS)}"
+        )
+    has = ("auc", "log_loss") if task in binary else ("mse", "mae")
+    if name not in has:
+        raise ValueError(
+            f"train.early_stopping_metric {metric!r}: task {task!r} has the metrics {list(has)}"
+        )
 
 
 def describe_validation_error(error: ValidationError) -> str:
     """Each problem: the dotted field name, what is wrong, and the value given."""
-    return "invalid config: " + describe_problems(error.errors(), show_input=True)
+    return "invalid config: " + describe_problems(
+        [_without_data_kind(problem) for problem in error.errors()], show_input=True
+    )
+
+
+def _without_data_kind(problem: Any) -> Any:
+    """`data.tabular.tasks` -> `data.tasks`: the union's tag is no part of the user's config."""
+    location = tuple(part for part in problem["loc"] if part not in DATA_KINDS)
+    if problem["type"] == "union_tag_invalid":
+        return problem | {
+            "loc": (*location, "kind"),
+            "type": "value_error",
+            "msg": f"must be one of {list(DATA_KINDS)}",
+            "input": problem["ctx"]["tag"],
+        }
+    return problem | {"loc": location}
 
 
 def build_config(raw: dict[str, Any]) -> RunConfig:

@@ -1,9 +1,10 @@
 """ONNX export per the artifact contract, and the check that every export must pass.
 
-The exported graph takes raw `features` (normalisation is inside), returns `predictions`
-(probabilities for binary tasks) and, for mixture models, `gates`. After export, onnxruntime and
-PyTorch run the same inputs; any difference in names, shapes or values beyond the stated
-tolerances raises `ExportValidationError` naming the output.
+The exported graph takes raw `features` (normalisation and imputation are inside) and, for a table
+with categorical columns, their `categorical` codes; it returns `predictions` (probabilities for
+binary tasks) and, for mixture models, `gates`. After export, onnxruntime and PyTorch run the same
+inputs; any difference in names, shapes or values beyond the stated tolerances raises
+`ExportValidationError` naming the output.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 from service.contract import (
     BATCH_AXIS,
     CARD_METADATA_KEY,
+    INPUT_CATEGORICAL,
     INPUT_FEATURES,
     ONNX_OPSET,
     OUTPUT_GATES,
@@ -55,8 +58,8 @@ class InferenceGraph(nn.Module):
         binary = torch.tensor([kind == "binary" for kind in task_types])
         self.register_buffer("binary_tasks", binary, persistent=False)
 
-    def forward(self, features: Tensor) -> tuple[Tensor, ...]:
-        outputs, gate_weights = self.model(features)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        outputs, gate_weights = self.model(*inputs)
         predictions = torch.where(self.binary_tasks, torch.sigmoid(outputs), outputs)
         return (predictions, gate_weights) if self.has_gates else (predictions,)
 
@@ -64,25 +67,43 @@ class InferenceGraph(nn.Module):
     def output_names(self) -> list[str]:
         return [OUTPUT_PREDICTIONS, OUTPUT_GATES] if self.has_gates else [OUTPUT_PREDICTIONS]
 
+    @property
+    def input_signature(self) -> list[tuple[str, int]]:
+        """The graph's inputs in order: name and width (the axis after the batch)."""
+        return self.model.inputs.input_widths
+
     @torch.no_grad()
-    def reference_outputs(self, features: np.ndarray) -> dict[str, np.ndarray]:
+    def reference_outputs(self, feeds: Feeds) -> dict[str, np.ndarray]:
         self.eval()
-        outputs = self(torch.from_numpy(features))
+        arrays = as_feeds(feeds)
+        outputs = self(*(torch.from_numpy(arrays[name]) for name, _ in self.input_signature))
         return {name: value.numpy() for name, value in zip(self.output_names, outputs, strict=True)}
 
 
-def export_onnx(graph: InferenceGraph, input_dim: int, path: Path, card_json: str) -> None:
+Feeds = Mapping[str, np.ndarray] | np.ndarray  # input name -> rows; an array alone is `features`
+
+
+def as_feeds(feeds: Feeds) -> Mapping[str, np.ndarray]:
+    return {INPUT_FEATURES: feeds} if isinstance(feeds, np.ndarray) else feeds
+
+
+def export_onnx(graph: InferenceGraph, path: Path, card_json: str) -> None:
     """Write `graph` to `path` as ONNX with a dynamic batch axis and the card in its metadata."""
     graph.eval()
-    example = torch.zeros(2, input_dim)
+    example = [
+        torch.zeros(2, width, dtype=torch.int64 if name == INPUT_CATEGORICAL else torch.float32)
+        for name, width in graph.input_signature
+    ]
+    batch = torch.export.Dim(BATCH_AXIS)
+    dynamic_shapes: Any = (tuple({0: batch} for _ in example),)  # forward(*inputs): one tuple
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter
         program = torch.onnx.export(
             graph,
-            (example,),
-            input_names=[INPUT_FEATURES],
+            tuple(example),
+            input_names=[name for name, _ in graph.input_signature],
             output_names=graph.output_names,
-            dynamic_shapes={"features": {0: torch.export.Dim(BATCH_AXIS)}},
+            dynamic_shapes=dynamic_shapes,
             opset_version=ONNX_OPSET,
             dynamo=True,
             verbose=False,
@@ -114,17 +135,20 @@ def expected_signature(graph: InferenceGraph, num_tasks: int) -> dict[str, list[
 def validate_export(
     path: Path,
     graph: InferenceGraph,
-    inputs: Mapping[str, np.ndarray],
+    inputs: Mapping[str, Feeds],
     signature: Mapping[str, list[int | None]],
     rtol: float,
     atol: float,
 ) -> dict[str, float]:
-    """Run onnxruntime and PyTorch on each named input batch; return the worst |difference|."""
+    """Run onnxruntime and PyTorch on each named batch of feeds; return the worst |difference|."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     declared_inputs = [(node.name, node.shape) for node in session.get_inputs()]
-    input_dim = graph.model.normalizer.mean.shape[0]
-    if declared_inputs != [(INPUT_FEATURES, [BATCH_AXIS, input_dim])]:
-        raise ExportValidationError(INPUT_FEATURES, f"graph declares inputs {declared_inputs}")
+    expected_inputs = [(name, [BATCH_AXIS, width]) for name, width in graph.input_signature]
+    if declared_inputs != expected_inputs:
+        raise ExportValidationError(
+            graph.input_signature[0][0],
+            f"graph declares inputs {declared_inputs}, expected {expected_inputs}",
+        )
     declared_outputs = {node.name: node.shape for node in session.get_outputs()}
     for name, shape in signature.items():
         expected = [BATCH_AXIS, *shape[1:]]
@@ -137,9 +161,9 @@ def validate_export(
         raise ExportValidationError(extra[0], "the graph has an output the contract does not")
 
     worst = dict.fromkeys(signature, 0.0)
-    for input_name, features in inputs.items():
-        expected_outputs = graph.reference_outputs(features)
-        actual = session.run(list(signature), {INPUT_FEATURES: features})
+    for input_name, feeds in inputs.items():
+        expected_outputs = graph.reference_outputs(feeds)
+        actual = session.run(list(signature), dict(as_feeds(feeds)))
         for (name, reference), value in zip(expected_outputs.items(), actual, strict=True):
             if value.shape != reference.shape or value.dtype != np.float32:
                 raise ExportValidationError(

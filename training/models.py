@@ -4,12 +4,14 @@
     OMoE:   y_k = h^k( Σ_i g(x)_i   · f_i(x) ),  g(x)   = softmax(W_g x)     one gate for all
     Shared-Bottom:  y_k = h^k( f(x) )                                          one shared MLP
 
-The three share their parts: a FeatureNormalizer in front, an ExpertPool of E experts evaluated as
-one batched einsum, SoftmaxGates, and TaskTowers, also batched over tasks. Every forward returns
-`(outputs, gate_weights)`: raw outputs (B, T) (logits for binary tasks) and gate weights (B, G, E),
-or None for Shared-Bottom.
+The three share their parts: an input layer in front (a FeatureNormalizer for numeric features, or
+a table's TabularInputs with embeddings), an ExpertPool of E experts evaluated as one batched
+einsum, SoftmaxGates, and TaskTowers, also batched over tasks. Every forward takes the graph's
+inputs and returns `(outputs, gate_weights)`: raw outputs (B, T) (logits for binary tasks) and gate
+weights (B, G, E), or None for Shared-Bottom.
 
-Shapes: B batch, d input features, E experts, H expert units, G gates, T tasks, U tower units.
+Shapes: B batch, d input features (D once encoded), E experts, H expert units, G gates, T tasks,
+U tower units.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from service.contract import INPUT_FEATURES
 from training.config import ModelConfig
 
 
@@ -28,7 +31,18 @@ def _uniform_fan_in(tensor: Tensor, fan_in: int) -> None:
     nn.init.uniform_(tensor, -bound, bound)
 
 
-class FeatureNormalizer(nn.Module):
+class InputLayer(nn.Module):
+    """The graph's raw inputs -> (B, D) encoded rows, D = `output_dim`."""
+
+    output_dim: int
+
+    @property
+    def input_widths(self) -> list[tuple[str, int]]:
+        """The graph inputs it takes, in order: name and width (the axis after the batch)."""
+        raise NotImplementedError
+
+
+class FeatureNormalizer(InputLayer):
     """Standardises raw features with statistics fitted on training data; exported in the graph."""
 
     mean: Tensor
@@ -38,6 +52,11 @@ class FeatureNormalizer(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.zeros(input_dim))
         self.register_buffer("std", torch.ones(input_dim))
+        self.output_dim = input_dim
+
+    @property
+    def input_widths(self) -> list[tuple[str, int]]:
+        return [(INPUT_FEATURES, self.output_dim)]
 
     @torch.no_grad()
     def fit(self, features: Tensor) -> None:
@@ -96,18 +115,26 @@ class TaskTowers(nn.Module):
         return torch.einsum("btu,tu->bt", hidden, self.output_weight) + self.output_bias  # (B, T)
 
 
+Inputs = int | InputLayer  # d raw numeric features, or an input layer
+
+
+def _input_layer(inputs: Inputs) -> InputLayer:
+    return FeatureNormalizer(inputs) if isinstance(inputs, int) else inputs
+
+
 class SharedBottom(nn.Module):
     """One shared hidden layer, then one tower per task."""
 
-    def __init__(self, input_dim: int, num_tasks: int, bottom_units: int, tower_units: int) -> None:
+    def __init__(self, inputs: Inputs, num_tasks: int, bottom_units: int, tower_units: int) -> None:
         super().__init__()
         self.num_tasks = num_tasks
-        self.normalizer = FeatureNormalizer(input_dim)
+        self.inputs = _input_layer(inputs)
+        input_dim = self.inputs.output_dim
         self.bottom = nn.Sequential(nn.Linear(input_dim, bottom_units), nn.ReLU())
         self.towers = TaskTowers(num_tasks, bottom_units, tower_units)
 
-    def forward(self, features: Tensor) -> tuple[Tensor, None]:
-        shared = self.bottom(self.normalizer(features))  # (B, U_bottom)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, None]:
+        shared = self.bottom(self.inputs(*inputs))  # (B, U_bottom)
         task_inputs = shared.unsqueeze(1).expand(-1, self.num_tasks, -1)  # (B, T, U_bottom)
         return self.towers(task_inputs), None
 
@@ -117,7 +144,7 @@ class MixtureOfExperts(nn.Module):
 
     def __init__(
         self,
-        input_dim: int,
+        inputs: Inputs,
         num_tasks: int,
         num_gates: int,
         num_experts: int,
@@ -128,15 +155,16 @@ class MixtureOfExperts(nn.Module):
         if num_gates not in (1, num_tasks):
             raise ValueError(f"num_gates must be 1 or num_tasks ({num_tasks}), got {num_gates}")
         self.num_tasks = num_tasks
-        self.normalizer = FeatureNormalizer(input_dim)
+        self.inputs = _input_layer(inputs)
+        input_dim = self.inputs.output_dim
         self.experts = ExpertPool(input_dim, num_experts, expert_units)
         self.gates = SoftmaxGates(input_dim, num_gates, num_experts)
         self.towers = TaskTowers(num_tasks, expert_units, tower_units)
 
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        normalized = self.normalizer(features)
-        expert_outputs = self.experts(normalized)  # (B, E, H)
-        gate_weights = self.gates(normalized)  # (B, G, E)
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor]:
+        encoded = self.inputs(*inputs)  # (B, D)
+        expert_outputs = self.experts(encoded)  # (B, E, H)
+        gate_weights = self.gates(encoded)  # (B, G, E)
         mixed = torch.einsum("bge,beh->bgh", gate_weights, expert_outputs)  # (B, G, H)
         task_inputs = mixed.expand(-1, self.num_tasks, -1)  # (B, T, H); no-op for MMoE
         return self.towers(task_inputs), gate_weights
@@ -144,27 +172,28 @@ class MixtureOfExperts(nn.Module):
 
 class MMoE(MixtureOfExperts):
     def __init__(
-        self, input_dim: int, num_tasks: int, num_experts: int, expert_units: int, tower_units: int
+        self, inputs: Inputs, num_tasks: int, num_experts: int, expert_units: int, tower_units: int
     ) -> None:
-        super().__init__(input_dim, num_tasks, num_tasks, num_experts, expert_units, tower_units)
+        super().__init__(inputs, num_tasks, num_tasks, num_experts, expert_units, tower_units)
 
 
 class OMoE(MixtureOfExperts):
     def __init__(
-        self, input_dim: int, num_tasks: int, num_experts: int, expert_units: int, tower_units: int
+        self, inputs: Inputs, num_tasks: int, num_experts: int, expert_units: int, tower_units: int
     ) -> None:
-        super().__init__(input_dim, num_tasks, 1, num_experts, expert_units, tower_units)
+        super().__init__(inputs, num_tasks, 1, num_experts, expert_units, tower_units)
 
 
 MultiTaskModel = SharedBottom | MixtureOfExperts
 
 
-def build_model(config: ModelConfig, input_dim: int, num_tasks: int) -> MultiTaskModel:
+def build_model(config: ModelConfig, inputs: Inputs, num_tasks: int) -> MultiTaskModel:
+    """The configured architecture over `inputs`: d numeric features, or an input layer."""
     if config.architecture == "shared_bottom":
-        return SharedBottom(input_dim, num_tasks, config.bottom_units, config.tower_units)
+        return SharedBottom(inputs, num_tasks, config.bottom_units, config.tower_units)
     model_class = MMoE if config.architecture == "mmoe" else OMoE
     return model_class(
-        input_dim, num_tasks, config.num_experts, config.expert_units, config.tower_units
+        inputs, num_tasks, config.num_experts, config.expert_units, config.tower_units
     )
 
 

@@ -1,4 +1,8 @@
-"""One training run end to end: data → model → training → held-out metrics → validated export."""
+"""One training run end to end: data → model → training → held-out metrics → validated export.
+
+Under torchrun every process prepares the same data and trains its shard of each batch; only
+rank 0 evaluates, exports, publishes and promotes (the others return None).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
+import pyarrow
 import torch
 
-from service.contract import CARD_FILE, INPUT_FEATURES, MODEL_FILE, ONNX_OPSET, TaskType, gate_count
-from service.model_card import ExpertSpec, InputSpec, ModelCard, OnnxSpec, TaskSpec
-from training import synthetic
-from training.config import ConfigError, RunConfig
+from service.contract import CARD_FILE, MODEL_FILE, ONNX_OPSET, gate_count
+from service.model_card import ExpertSpec, ModelCard, OnnxSpec, TaskSpec
+from training.batches import Shard
+from training.config import ConfigError, RunConfig, SyntheticDataConfig
+from training.data import PreparedData, prepare_synthetic
 from training.export import InferenceGraph, expected_signature, export_onnx, validate_export
-from training.metrics import task_metrics
 from training.models import count_parameters
 from training.promotion import PromotionDecision, current_card, decide
 from training.publish import (
@@ -31,11 +36,10 @@ from training.publish import (
     promoted_version,
     publish_version,
 )
-from training.trainer import TensorSplit, TrainingResult, initial_model, train
+from training.tabular.prepare import prepare_table
+from training.trainer import ONE_PROCESS, TrainingResult, evaluate_rows, train
 
 logger = logging.getLogger(__name__)
-
-VALIDATION_RANDOM_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,21 @@ class ExportRefusedError(RuntimeError):
     """The trained model is not fit to publish (e.g. its metrics are not finite)."""
 
 
-def run(config: RunConfig, show_progress: bool = True, dry_run: bool = False) -> RunResult:
+def prepare(config: RunConfig, shard: Shard = ONE_PROCESS) -> PreparedData:
+    """The rows, tasks and initial model of a run, from the generator or from a table."""
+    if isinstance(config.data, SyntheticDataConfig):
+        return prepare_synthetic(config.data, config.train.seed)
+    return prepare_table(config.data, config.train, shard)
+
+
+def run(
+    config: RunConfig,
+    show_progress: bool = True,
+    dry_run: bool = False,
+    shard: Shard = ONE_PROCESS,
+) -> RunResult | None:
     """Train, evaluate and (unless `dry_run`) export, publish and maybe promote one model.
-    The destination is checked before any training."""
+    The destination is checked before any training. Not rank 0 of several processes: None."""
     export = config.export
     if export.name is None and not dry_run:
         raise ConfigError(
@@ -63,25 +79,31 @@ def run(config: RunConfig, show_progress: bool = True, dry_run: bool = False) ->
     if not dry_run:
         check_destination(export.models_dir, name, export.version, export.overwrite)
     started = time.perf_counter()
-    data = synthetic.generate(config.data)
-    task_names = config.data.task_names
-    task_types: list[TaskType] = ["regression"] * len(task_names)
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
+    data = prepare(config, shard)
+    task_names, task_types = data.task_names, data.task_types
 
-    model = initial_model(
-        config.model, torch.from_numpy(data.train.features), len(task_names), config.train.seed
-    )
+    model = data.initial_model(config.model, config.train.seed)
     result = train(
         model,
-        TensorSplit.from_numpy(data.train.features, data.train.labels),
-        TensorSplit.from_numpy(data.validation.features, data.validation.labels),
+        data.train,
+        data.validation,
         task_types,
         config.train,
         show_progress=show_progress,
+        task_names=task_names,
+        test_rows=data.test,
+        shard=shard,
     )
+    if shard.rank != 0:
+        return None
+    model.cpu()
     graph = InferenceGraph(model, task_types)
+    cpu = torch.device("cpu")
     metrics = {
-        split_name: _split_metrics(graph, split, task_names, task_types)
-        for split_name, split in (("validation", data.validation), ("test", data.test))
+        split_name: evaluate_rows(model, rows, task_types, cpu).metrics(task_names, task_types)
+        for split_name, rows in (("validation", data.validation), ("test", data.test))
     }
     for task, values in metrics["test"].items():
         logger.info("test %s: %s", task, values)
@@ -92,39 +114,28 @@ def run(config: RunConfig, show_progress: bool = True, dry_run: bool = False) ->
         version=export.version or next_version(export.models_dir, name),
         architecture=config.model.architecture,
         tasks=[TaskSpec(name=n, type=t) for n, t in zip(task_names, task_types, strict=True)],
-        input=InputSpec(
-            name=INPUT_FEATURES,
-            dim=config.data.input_dim,
-            feature_names=[f"x_{i + 1}" for i in range(config.data.input_dim)],
-        ),
+        input=data.input,
+        categorical=data.categorical,
         experts=_expert_spec(config, len(task_names)),
         onnx=OnnxSpec(
             file=MODEL_FILE, opset=ONNX_OPSET, outputs=expected_signature(graph, len(task_names))
         ),
         parameters=count_parameters(model),
         metrics=metrics,
-        data=data.description(),
-        training=_training_record(config, result, time.perf_counter() - started),
+        data=data.description,
+        training=_training_record(config, result, time.perf_counter() - started, shard),
         software=_software_versions(),
         created_at=datetime.now(UTC).replace(microsecond=0),
     )
-    validation_inputs = {
-        "held-out": data.test.features,
-        "random": np.random.default_rng(config.train.seed)
-        .normal(0.0, 3.0, (VALIDATION_RANDOM_ROWS, config.data.input_dim))
-        .astype(np.float32),
-        "single-row": data.test.features[:1],
-    }
-
     if dry_run:
         return RunResult(None, card, graph, None)
 
     def write(directory: Path, version: int) -> None:
         versioned = card.model_copy(update={"version": version})
         onnx_path = directory / MODEL_FILE
-        export_onnx(graph, config.data.input_dim, onnx_path, versioned.embedded().model_dump_json())
+        export_onnx(graph, onnx_path, versioned.embedded().model_dump_json())
         validate_export(
-            onnx_path, graph, validation_inputs, card.onnx.outputs, export.rtol, export.atol
+            onnx_path, graph, data.export_checks, card.onnx.outputs, export.rtol, export.atol
         )
         digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
         onnx_spec = card.onnx.model_copy(update={"sha256": digest})
@@ -159,19 +170,6 @@ def _refuse_non_finite(metrics: dict[str, dict[str, dict[str, float | None]]]) -
                     )
 
 
-def _split_metrics(
-    graph: InferenceGraph,
-    split: synthetic.SyntheticSplit,
-    names: list[str],
-    types: list[TaskType],
-) -> dict[str, dict[str, float | None]]:
-    predictions = graph.reference_outputs(split.features)["predictions"]
-    return {
-        name: task_metrics(kind, split.labels[:, k], predictions[:, k])
-        for k, (name, kind) in enumerate(zip(names, types, strict=True))
-    }
-
-
 def _expert_spec(config: RunConfig, num_tasks: int) -> ExpertSpec:
     model = config.model
     if model.architecture == "shared_bottom":
@@ -180,17 +178,20 @@ def _expert_spec(config: RunConfig, num_tasks: int) -> ExpertSpec:
     return ExpertSpec(count=model.num_experts, units=model.expert_units, gates=gates)
 
 
-def _training_record(config: RunConfig, result: TrainingResult, seconds: float) -> dict:
+def _training_record(
+    config: RunConfig, result: TrainingResult, seconds: float, shard: Shard
+) -> dict:
     return {
         "model": config.model.model_dump(),
         "train": config.train.model_dump(),
+        "processes": shard.world_size,
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "best_validation_loss": result.best_validation_loss,
         "seconds": round(seconds, 2),
         "history": [
-            {k: record[k] for k in ("epoch", "train_loss", "validation_loss")}
+            {k: v for k, v in record.items() if k != "validation_task_losses"}
             for record in result.history
         ],
     }
@@ -203,4 +204,5 @@ def _software_versions() -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
+        "pyarrow": pyarrow.__version__,
     }

@@ -20,7 +20,7 @@ D = 12
 def exported(tmp_path, model, task_types=("regression", "regression")):
     graph = InferenceGraph(model, list(task_types)).eval()
     path = tmp_path / "model.onnx"
-    export_onnx(graph, D, path, '{"name": "test"}')
+    export_onnx(graph, path, '{"name": "test"}')
     return graph, path
 
 

@@ -46,7 +46,7 @@ def test_mmoe_mixes_each_experts_output_with_its_tasks_gate():
     model = MMoE(D, T, 4, 16, 8)
     features = torch.randn(3, D)
     _, gate_weights = model(features)
-    normalized = model.normalizer(features)
+    normalized = model.inputs(features)
     experts = [
         torch.relu(normalized @ model.experts.weight[i] + model.experts.bias[i]) for i in range(4)
     ]
@@ -71,8 +71,8 @@ def test_shared_bottom_and_mmoe_have_about_the_same_capacity():
 def test_normalizer_standardises_with_training_statistics():
     model = MMoE(D, T, 8, 16, 8)
     features = torch.randn(1000, D) * 3 + 7
-    model.normalizer.fit(features)
-    normalized = model.normalizer(features)
+    model.inputs.fit(features)
+    normalized = model.inputs(features)
     torch.testing.assert_close(normalized.mean(0), torch.zeros(D), atol=1e-4, rtol=0)
     torch.testing.assert_close(normalized.std(0), torch.ones(D), atol=1e-4, rtol=0)
 

@@ -1,0 +1,1 @@
+"""Training on a user's table: CSV, gzip CSV or Parquet, named numeric and categorical columns."""
