@@ -244,7 +244,8 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    # buffers hold the training statistics, equal on every process: no need to sync them per step
+    return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
 def _all_ranks_mean(total: float, count: int, shard: Shard) -> float:

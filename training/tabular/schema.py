@@ -206,7 +206,8 @@ def quantile_boundaries(values: np.ndarray, buckets: int) -> list[float]:
     above_atoms = np.nextafter(atoms32, np.float32(np.inf))
     edges = np.concatenate([quantiles.astype(np.float32), atoms32, above_atoms])
     edges = np.unique(edges)
-    return [float(edge) for edge in edges if edge > values.min()]
+    lowest, highest = values.min(), values.max()  # no bin without training rows
+    return [float(edge) for edge in edges if lowest < edge <= highest]
 
 
 def _floats(values: pa.Array) -> np.ndarray:
