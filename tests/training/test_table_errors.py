@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -183,7 +184,7 @@ def test_a_split_with_no_rows(tmp_path):
 def test_the_command_reports_a_data_error_in_one_line_and_exits_1(tmp_path):
     config = tmp_path / "run.json"
     missing = tmp_path / "missing.csv"
-    config.write_text('{"data": ' + __import__("json").dumps(table_config([missing])) + "}")
+    config.write_text(json.dumps({"data": table_config([missing]), "export": {"name": "x"}}))
     result = subprocess.run(
         [sys.executable, "-m", "training", "--config", str(config), "--quiet"],
         capture_output=True,

@@ -1,7 +1,7 @@
 """`python -m training.experiments.adult`: Shared-Bottom, OMoE and MMoE on UCI Adult over seeds,
 beside logistic regression and gradient boosting (scikit-learn, the dev extra) on the same split.
 
-The table is read and encoded once (the recipe of `--config`, configs/adult.toml by default); each
+The table is read and encoded once (the recipe of `--config`, configs/mmoe-adult.toml by default); each
 network run is what `mmoe-train` does with that config, architecture and seed, without the export.
 The baselines see the same rows and the same encoding: numbers with missing values imputed by the
 training mean, categories as the card's codes (one-hot for logistic regression, native categories
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m training.experiments.adult",
         description=__doc__.split("\n\n")[0].replace("`", "") if __doc__ else None,
     )
-    parser.add_argument("--config", type=Path, default=Path("configs/adult.toml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/mmoe-adult.toml"))
     parser.add_argument("--seeds", type=int, default=5, help="runs per model (default: 5)")
     parser.add_argument(
         "--architectures",
