@@ -54,7 +54,14 @@ format: $(VENV)/.installed-dev  ## apply ruff's fixes and formatting
 train: $(VENV)/.installed-dev  ## retrain the bundled recipe as the next version of mmoe-synthetic (promoted only if not worse)
 	$(BIN)/python -m training --export.name mmoe-synthetic $(ARGS)
 
-.PHONY: experiments experiments-quick bench-train
+.PHONY: train-adult adult-study
+train-adult: $(VENV)/.installed-dev  ## train UCI Adult's two binary tasks (configs/mmoe-adult.toml) as the next version of mmoe-adult
+	$(BIN)/python -m training --config configs/mmoe-adult.toml $(ARGS)
+
+adult-study: $(VENV)/.installed-dev  ## Shared-Bottom, OMoE, MMoE on UCI Adult over 5 seeds beside LR and gradient boosting -> docs/results/adult
+	$(BIN)/python -m training.experiments.adult --out docs/results/adult $(ARGS)
+
+.PHONY: experiments experiments-quick bench-train bench-table
 experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (200 runs per cell) -> docs/results
 	$(BIN)/python -m training.experiments --full --out docs/results $(ARGS)
 
@@ -65,6 +72,9 @@ experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, small
 # a new committed result.
 bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one after another -> out/benchmarks
 	$(BIN)/python benchmarks/train_throughput.py $(ARGS)
+
+bench-table: $(VENV)/.installed-dev  ## a 1M-row CSV trained streamed vs in memory: time, peak RSS -> out/benchmarks
+	$(BIN)/python benchmarks/table_streaming.py $(ARGS)
 
 # The browser of the offline /docs test (tests/e2e/test_docs_offline.py): Debian's chromium,
 # installed here when it is missing and this runs as root, as in CI. Elsewhere the test skips

@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  mmoe-train --data.correlation 0.9 --model.architecture omoe --export.name omoe-p09\n"
             "  mmoe-train --config configs/omoe-p09.toml --train.epochs 5\n"
             "  mmoe-train --config configs/omoe-p09.toml --dry-run   # metrics only, no export\n"
-            "  mmoe-train --config configs/mmoe-adult.toml       # UCI Adult, two binary tasks\n"
-            "  torchrun --standalone --nproc-per-node 2 -m training --config configs/mmoe-adult.toml\n"
+            "  mmoe-train --config configs/mmoe-adult.toml  # UCI Adult, two binary tasks\n"
+            "  torchrun --standalone --nproc-per-node 2 -m training \\\n"
+            "      --config configs/mmoe-adult.toml          # data-parallel, 2 processes\n"
             "Lists and objects take JSON: --train.loss_weights '[1, 0.5]'. Paths are relative to "
             "the directory you run in."
         ),

@@ -1,8 +1,9 @@
 """`python -m training.experiments.adult`: Shared-Bottom, OMoE and MMoE on UCI Adult over seeds,
 beside logistic regression and gradient boosting (scikit-learn, the dev extra) on the same split.
 
-The table is read and encoded once (the recipe of `--config`, configs/mmoe-adult.toml by default); each
-network run is what `mmoe-train` does with that config, architecture and seed, without the export.
+The table is read and encoded once (the recipe of `--config`, configs/mmoe-adult.toml by
+default); each network run is what `mmoe-train` does with that config, architecture and seed,
+without the export.
 The baselines see the same rows and the same encoding: numbers with missing values imputed by the
 training mean, categories as the card's codes (one-hot for logistic regression, native categories
 for gradient boosting). Writes runs.csv, summary.json and README.md to --out.
@@ -61,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="networks to train (default: all three)",
     )
     parser.add_argument("--epochs", type=int, help="override train.epochs (a quick look)")
-    parser.add_argument("--out", type=Path, default=Path("docs/results/adult"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/adult"),
+        help="results folder (default: out/adult, ignored by git; `make adult-study` writes the "
+        "committed docs/results/adult)",
+    )
     return parser
 
 
