@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from service.contract import (
     CARD_FILE,
     CARD_METADATA_KEY,
+    INPUT_CATEGORICAL,
     INPUT_FEATURES,
     OUTPUT_GATES,
     OUTPUT_PREDICTIONS,
@@ -26,6 +27,7 @@ from service.runtime import TensorSignature
 from service.validation_errors import describe_problems
 
 FLOAT_TENSOR = "tensor(float)"
+INT64_TENSOR = "tensor(int64)"
 
 
 def read_file(path: Path, what: str) -> bytes:
@@ -107,11 +109,14 @@ def verify_signature(
             f"{source}: the card names the input {card.input.name!r}, "
             f"the contract {INPUT_FEATURES!r}"
         )
-    expected_input = TensorSignature(INPUT_FEATURES, FLOAT_TENSOR, [None, card.input.dim])
-    if [_comparable(node) for node in inputs] != [_comparable(expected_input)]:
+    expected_inputs = [TensorSignature(INPUT_FEATURES, FLOAT_TENSOR, [None, card.input.dim])]
+    if card.categorical is not None:
+        width = len(card.categorical.features)
+        expected_inputs.append(TensorSignature(INPUT_CATEGORICAL, INT64_TENSOR, [None, width]))
+    if [_comparable(node) for node in inputs] != [_comparable(n) for n in expected_inputs]:
         raise ModelLoadError(
             f"{source}: the graph's inputs are {_describe(inputs)}, but the card promises "
-            f"{_describe([expected_input])}"
+            f"{_describe(expected_inputs)}"
         )
     promised = expected_outputs(card)
     if card.onnx.outputs != promised:

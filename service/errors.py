@@ -58,6 +58,12 @@ class NonFiniteFeatureError(InvalidInstanceError):
     code = "non_finite_feature"
 
 
+class InvalidCategoryError(InvalidInstanceError):
+    """A categorical feature's value is not a string (nor null)."""
+
+    code = "invalid_category"
+
+
 class UnknownFeaturesError(InvalidInstanceError):
     code = "unknown_features"
 

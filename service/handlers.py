@@ -11,7 +11,7 @@ from typing import Any
 from service.contract import VERSION_RULE, parse_version
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import InferenceRunner
-from service.payload import decode_request, instances_to_array
+from service.payload import decode_request
 from service.repository import ModelRepository
 from service.responses import encode_prediction
 
@@ -92,8 +92,8 @@ class PredictHandler:
         repository = self.state.require_repository()
         request = decode_request(body, self.max_instances)
         model = repository.get(request.model, request.version)
-        features = instances_to_array(request.instances, model.input_dim, model.feature_names)
-        outputs = await self.runner.run(model, features, request.return_gates)
+        feeds = model.feeds(request.instances)
+        outputs = await self.runner.run(model, feeds, request.return_gates)
         return encode_prediction(model, outputs)
 
 

@@ -8,6 +8,7 @@ collecting concurrent requests for one model into one `ServedModel.predict` call
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -15,17 +16,15 @@ from anyio import to_thread
 
 from service.model import ModelOutputs, ServedModel
 
+Feeds = Mapping[str, np.ndarray]  # graph input name -> rows, batch axis first
+
 
 class InferenceRunner(Protocol):
-    async def run(
-        self, model: ServedModel, features: np.ndarray, return_gates: bool
-    ) -> ModelOutputs: ...
+    async def run(self, model: ServedModel, feeds: Feeds, return_gates: bool) -> ModelOutputs: ...
 
 
 class ThreadPoolRunner:
     """One `model.predict` per request, in a worker thread."""
 
-    async def run(
-        self, model: ServedModel, features: np.ndarray, return_gates: bool
-    ) -> ModelOutputs:
-        return await to_thread.run_sync(model.predict, features, return_gates)
+    async def run(self, model: ServedModel, feeds: Feeds, return_gates: bool) -> ModelOutputs:
+        return await to_thread.run_sync(model.predict, feeds, return_gates)

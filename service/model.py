@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,18 @@ from typing import Any
 import numpy as np
 
 from service import artifact
-from service.contract import INPUT_FEATURES, MODEL_FILE, OUTPUT_GATES, OUTPUT_PREDICTIONS
+from service.contract import (
+    INPUT_CATEGORICAL,
+    INPUT_FEATURES,
+    MODEL_FILE,
+    OOV_CODE,
+    OUTPUT_GATES,
+    OUTPUT_PREDICTIONS,
+)
 from service.errors import ModelLoadError
+from service.features import FeatureEncoder
 from service.model_card import ModelCard
+from service.payload import instances_to_array
 from service.runtime import OnnxSession, RuntimeOptions
 
 logger = logging.getLogger(__name__)
@@ -41,6 +51,7 @@ class ServedModel:
         self.task_names = card.task_names
         self.feature_names = card.input.feature_names
         self.has_gates = card.experts.gates > 0
+        self.encoder = FeatureEncoder(card) if FeatureEncoder.applies_to(card) else None
 
     @classmethod
     def load(cls, directory: Path, options: RuntimeOptions) -> ServedModel:
@@ -71,18 +82,33 @@ class ServedModel:
         )
         return model
 
-    def predict(self, features: np.ndarray, return_gates: bool = True) -> ModelOutputs:
-        """features: float32 [batch, d] -> outputs. Blocking; call it off the event loop."""
+    def feeds(self, instances: list[Any]) -> dict[str, np.ndarray]:
+        """A request's instances -> the graph's inputs by name, batch axis first."""
+        if self.encoder is not None:
+            return self.encoder.encode(instances)
+        return {INPUT_FEATURES: instances_to_array(instances, self.input_dim, self.feature_names)}
+
+    def predict(
+        self, inputs: Mapping[str, np.ndarray] | np.ndarray, return_gates: bool = True
+    ) -> ModelOutputs:
+        """Feeds by input name (an array alone: `features`, float32 [batch, d]) -> outputs.
+        Blocking; call it off the event loop."""
+        feeds = {INPUT_FEATURES: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
         want_gates = return_gates and self.has_gates
         names = [OUTPUT_PREDICTIONS, OUTPUT_GATES] if want_gates else [OUTPUT_PREDICTIONS]
-        outputs = self.session.run(names, {INPUT_FEATURES: features})
+        outputs = self.session.run(names, feeds)
         return ModelOutputs(predictions=outputs[0], gates=outputs[1] if want_gates else None)
 
     def warm_up(self) -> None:
-        """One inference on a zero row: it must run and give well-formed, finite outputs."""
+        """One inference on a zero row (every category out of vocabulary): it must run and give
+        well-formed, finite outputs."""
         source = str(self.path)
+        feeds = {INPUT_FEATURES: np.zeros((1, self.input_dim), dtype=np.float32)}
+        if self.card.categorical is not None:
+            width = len(self.card.categorical.features)
+            feeds[INPUT_CATEGORICAL] = np.full((1, width), OOV_CODE, dtype=np.int64)
         try:
-            outputs = self.predict(np.zeros((1, self.input_dim), dtype=np.float32))
+            outputs = self.predict(feeds)
         except Exception as error:  # onnxruntime raises its own untyped pybind errors
             raise ModelLoadError(f"{source}: the warm-up inference failed: {error}") from None
         expected = (1, len(self.task_names))

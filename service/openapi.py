@@ -30,10 +30,10 @@ def _example(summary: str, code: str, message: str, details: Any = None) -> dict
 MODEL_NOT_FOUND = _example(
     "unknown model",
     "model_not_found",
-    "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-synthetic'] (the server "
-    "loads the model repository at start-up: restart it to serve a model or version published "
-    "since)",
-    {"model": "mmoe-synthetic-v2", "available": ["mmoe-synthetic"]},
+    "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-adult', 'mmoe-synthetic'] (the "
+    "server loads the model repository at start-up: restart it to serve a model or version "
+    "published since)",
+    {"model": "mmoe-synthetic-v2", "available": ["mmoe-adult", "mmoe-synthetic"]},
 )
 VERSION_NOT_FOUND = _example(
     "unknown version",

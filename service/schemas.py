@@ -12,10 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.contract import MAX_VERSION, Architecture
 
+ADULT_EXAMPLE: dict[str, Any] = {
+    "age": 39, "workclass": "State-gov", "fnlwgt": 77516, "education": "Bachelors",
+    "education-num": 13, "occupation": "Adm-clerical", "relationship": "Not-in-family",
+    "race": "White", "sex": "Male", "capital-gain": 2174, "capital-loss": 0,
+    "hours-per-week": 40, "native-country": "United-States",
+}  # fmt: skip
+
 
 class PredictRequest(BaseModel):
     """`instances` as arrays of d numbers in the card's feature order, or as objects of named
-    features; every instance in one request takes the same form."""
+    features; every instance in one request takes the same form. A table model (mmoe-adult) takes
+    objects of its named raw features: numbers, strings for categorical features, and null for a
+    missing value."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -23,15 +32,20 @@ class PredictRequest(BaseModel):
             "examples": [
                 {"instances": [[0.1] * 100, [-0.2] * 100], "return_gates": True},
                 {"instances": [{f"x_{i}": 0.1 for i in range(1, 101)}], "model": "mmoe-synthetic"},
+                {"instances": [ADULT_EXAMPLE], "model": "mmoe-adult"},
             ]
         },
     )
 
     # min_length on each list (not on the union) is what makes the schema say `minItems`.
     instances: (
-        Annotated[list[list[float]], Field(min_length=1)]
-        | Annotated[list[dict[str, float]], Field(min_length=1)]
-    ) = Field(description="one instance per row: d finite numbers, or an object of named features")
+        Annotated[list[list[float | None]], Field(min_length=1)]
+        | Annotated[list[dict[str, float | str | None]], Field(min_length=1)]
+    ) = Field(
+        description="one instance per row: d finite numbers, or an object of named features "
+        "(a table model's categorical features as strings; null for a missing value, where the "
+        "model's card says input.accepts_missing)"
+    )
     return_gates: bool = Field(True, description="include each task's gate weights over experts")
     model: str | None = Field(None, description="model name (default: the configured default)")
     version: Annotated[int, Field(ge=1, le=MAX_VERSION)] | Literal["latest"] | None = Field(

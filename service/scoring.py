@@ -39,15 +39,18 @@ class ModelSpec:
     task_names: list[str]
     gates: int  # gates the model exports: 0 (Shared-Bottom), 1 (OMoE), one per task (MMoE)
     experts: int
+    categorical: list[str]  # a table model's categorical features (not scored here)
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> ModelSpec:
+        categorical = card.get("categorical") or {"features": []}
         return cls(
             ModelVersion(card["name"], card["version"], card["architecture"]),
             feature_names=card["input"].get("feature_names") or [],
             task_names=[task["name"] for task in card["tasks"]],
             gates=card["experts"]["gates"],
             experts=card["experts"]["count"],
+            categorical=[feature["name"] for feature in categorical["features"]],
         )
 
     def gate_owners(self) -> list[tuple[str, str]]:
@@ -128,6 +131,13 @@ def feature_columns(spec: ModelSpec, available: list[str], keep: list[str]) -> l
     """The input columns that feed the model, in its feature order; a clear error for any that
     is missing, and for a kept column the input does not have."""
     model = f"model {spec.model.name!r} version {spec.model.version}"
+    if spec.categorical:
+        shown = ", ".join(spec.categorical[:5]) + (" ..." if len(spec.categorical) > 5 else "")
+        raise ScoringError(
+            f"{model} has categorical features ({shown}); mmoe-score scores models whose "
+            "features are all numbers: send its rows to POST /predict as objects of named "
+            "features (service.client's predict takes records)"
+        )
     if not spec.feature_names:
         raise ScoringError(f"{model}: its card names no features to match the input's columns")
     present = set(available)

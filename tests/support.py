@@ -12,7 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODELS = REPO_ROOT / "models"
 # The model versions committed to the repository. `make train` and other local runs add
 # versions beside them in models/; tests see only these.
-BUNDLED_VERSIONS: dict[str, list[int]] = {"mmoe-synthetic": [1]}
+BUNDLED_VERSIONS: dict[str, list[int]] = {"mmoe-synthetic": [1], "mmoe-adult": [1]}
 
 
 def bundled_version_dir(name: str = "mmoe-synthetic", version: int = 1) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -81,4 +81,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process.wait_ready()
         yield process
     finally:
+        process.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ServerProcess]]:
+    """Start servers with given MMOE_* settings (ready when returned); stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str]) -> ServerProcess:
+        process = ServerProcess(env, tmp_path / f"server-{len(started)}.log")
+        started.append(process)
+        process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
         process.stop()

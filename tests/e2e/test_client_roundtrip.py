@@ -83,7 +83,10 @@ def test_errors_are_the_services_exceptions_numbered_in_the_whole_input(server: 
     assert wrong.value.details == {"instance": 70, "expected": 100, "received": 99}
     assert wrong.value.request_id
     assert missing.value.status == 404
-    assert missing.value.details == {"model": "mmoe-big", "available": ["mmoe-synthetic"]}
+    assert missing.value.details == {
+        "model": "mmoe-big",
+        "available": ["mmoe-adult", "mmoe-synthetic"],
+    }
 
 
 def test_no_server_is_a_clear_error() -> None:

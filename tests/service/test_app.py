@@ -62,7 +62,7 @@ def test_model_list_and_metadata(trained_client: TestClient, trained_repository:
         "default_model": {"name": "mmoe-synthetic", "version": 1},
         "models": [
             {"name": name, "versions": [1], "latest_version": 1, "candidate_versions": []}
-            for name in ["mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]
+            for name in ["mmoe-adult", "mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]
         ],
     }
     metadata = trained_client.get("/models/shared-bottom-tiny/versions/1").json()

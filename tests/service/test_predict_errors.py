@@ -244,7 +244,7 @@ def test_predict_rejects_a_chunked_body_over_the_byte_limit(trained_client: Test
 
 def test_predict_rejects_an_unknown_model(trained_client: TestClient) -> None:
     response = trained_client.post("/predict", json={"instances": [ROW], "model": "mmoe-big"})
-    models = ["mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]
+    models = ["mmoe-adult", "mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]
     assert_error(
         response,
         404,
@@ -269,8 +269,9 @@ def test_predict_rejects_an_unknown_version(trained_client: TestClient) -> None:
     ("path", "message", "details"),
     [
         ("/models/nope", "no model named 'nope'; available models: "
-         f"['mmoe-synthetic', 'omoe-tiny', 'shared-bottom-tiny']{NOT_LOADED_HINT}",
-         {"model": "nope", "available": ["mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]}),
+         f"['mmoe-adult', 'mmoe-synthetic', 'omoe-tiny', 'shared-bottom-tiny']{NOT_LOADED_HINT}",
+         {"model": "nope",
+          "available": ["mmoe-adult", "mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]}),
         ("/models/omoe-tiny/versions/2", "model 'omoe-tiny' has no version 2; available "
          f"versions: [1]{NOT_LOADED_HINT}", {"model": "omoe-tiny", "version": 2, "available": [1]}),
         ("/models/omoe-tiny/versions/v1", "model 'omoe-tiny' has no version 'v1'; a version is a "

@@ -58,11 +58,15 @@ def test_loads_every_version_and_the_latest_is_the_default(bundled_copy: Path) -
     (bundled_copy / ".cache").mkdir()
     (bundled_copy / "README.md").write_text("not a model")
     repository = load(bundled_copy)
-    assert repository.names() == [NAME]
+    assert repository.names() == ["mmoe-adult", NAME]
     assert repository.versions(NAME) == [1, 3]
     assert (repository.default.name, repository.default.version) == (NAME, 3)
     assert repository.get(NAME, 1).version == 1
-    assert [model.version for model in repository] == [1, 3]
+    assert [(model.name, model.version) for model in repository] == [
+        ("mmoe-adult", 1),
+        (NAME, 1),
+        (NAME, 3),
+    ]
 
 
 def test_a_pinned_default_version_answers_requests_naming_none(bundled_copy: Path) -> None:
@@ -150,7 +154,8 @@ def test_a_missing_default_model_fails_the_start_up(bundled_copy: Path) -> None:
     with pytest.raises(ModelLoadError) as raised:
         load(bundled_copy, name="mmoe-census")
     assert str(raised.value) == (
-        "the default model 'mmoe-census' is not in the repository (models: ['mmoe-synthetic']); "
+        "the default model 'mmoe-census' is not in the repository (models: ['mmoe-adult', "
+        "'mmoe-synthetic']); "
         "set MMOE_MODEL_NAME to one of them, or train it"
     )
     with pytest.raises(ModelLoadError, match=r"has no version 4 \(versions: \[1\]\); set MMOE_"):
