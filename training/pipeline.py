@@ -93,7 +93,7 @@ def run(
         config.train,
         show_progress=show_progress,
         task_names=task_names,
-        test_rows=data.test,
+        test_rows=data.test if shard.rank == 0 else None,  # reported by rank 0 alone
         shard=shard,
     )
     if shard.rank != 0:
