@@ -8,7 +8,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADULT = REPO_ROOT / "data" / "adult"
-ADULT_CONFIG = REPO_ROOT / "configs" / "adult.toml"
+ADULT_CONFIG = REPO_ROOT / "configs" / "mmoe-adult.toml"
 COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
     "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
