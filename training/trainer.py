@@ -29,7 +29,7 @@ from training.batches import (
     TensorSplit,
     chunks,
 )
-from training.config import STOPPING_METRICS, ModelConfig, TrainConfig
+from training.config import STOPPING_METRICS, ConfigError, ModelConfig, TrainConfig
 from training.metrics import task_metrics
 from training.models import FeatureNormalizer, MultiTaskModel, build_model
 
@@ -214,7 +214,7 @@ def _score(metric: str, record: dict, names: Sequence[str], types: Sequence[str]
         task, _, name = metric.rpartition(".")
         values = [metrics[task][name]]
     if any(value is None for value in values):
-        raise ValueError(
+        raise ConfigError(
             f"train.early_stopping_metric {metric!r}: the validation rows of a binary task hold "
             "one class only, so its AUC is undefined; stop on the loss instead"
         )

@@ -179,3 +179,47 @@ def test_two_processes_under_torchrun_train_the_one_process_weights(files, tmp_p
     for name, value in weights_one.items():
         np.testing.assert_allclose(weights_two[name], value, rtol=0, atol=1e-5, err_msg=name)
     assert any(np.abs(v).sum() > 0 for v in weights_one.values())
+
+
+def test_a_regression_task_and_a_zero_one_label_train_beside_each_other(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = 600
+    x = rng.normal(size=(rows, 2))
+    colour = rng.choice(["red", "green", "blue"], rows)
+    lines = ["x1,x2,colour,clicked,spend"] + [
+        f"{a:.4f},{b:.4f},{c},{int(a + (c == 'red') > 0.3)},{2 * b + (c == 'blue'):.4f}"
+        for (a, b), c in zip(x, colour, strict=True)
+    ]
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    config = build_config(
+        {
+            "data": {
+                "kind": "tabular",
+                "train_files": [str(tmp_path / "table.csv")],
+                "categorical": ["colour"],
+                "tasks": [
+                    {"name": "clicked", "column": "clicked"},  # binary, the column holds 0 and 1
+                    {"name": "spend", "column": "spend", "type": "regression"},
+                ],
+            },
+            "train": {
+                "epochs": 10,
+                "batch_size": 32,
+                "learning_rate": 0.01,
+                "threads": 1,
+                "early_stopping_metric": "spend.mae",
+            },
+        }
+    )
+    assert config.data.numeric is None  # inferred: every other column
+    result = run(config, show_progress=False, dry_run=True)
+    assert result is not None and result.path is None
+    card = result.card
+    assert card.input.feature_names == ["x1", "x2"]
+    assert [(t.name, t.type) for t in card.tasks] == [
+        ("clicked", "binary"),
+        ("spend", "regression"),
+    ]
+    assert set(card.metrics["test"]["clicked"]) == {"auc", "log_loss", "accuracy"}
+    assert set(card.metrics["test"]["spend"]) == {"mse", "mae"}
+    assert card.metrics["test"]["clicked"]["auc"] > 0.7
