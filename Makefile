@@ -35,10 +35,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-serve  ## serve the bundled default model on http://127.0.0.1:8000
 	$(BIN)/python -m service
 
-test: $(VENV)/.installed-dev chromium  ## run the test suite (what CI runs)
+test: $(VENV)/.installed-dev chromium wrk  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed-dev chromium  ## the test suite without the slow tests (the bundled model's retraining)
+test-fast: $(VENV)/.installed-dev chromium wrk  ## the test suite without the slow tests (the bundled model's retraining)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev  ## ruff lint and format check, mypy, import contracts
@@ -87,6 +87,21 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "note: the offline /docs test needs Debian's chromium: sudo apt-get install chromium" >&2; fi; }
+
+# wrk drives the serving benchmark and its smoke test (tests/e2e/test_bench_serve.py): Debian's
+# package, installed here when it is missing and this runs as root, as in CI. Elsewhere the test
+# skips with the command to run, except under CI=true, where it fails.
+.PHONY: wrk bench-serve
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's wrk for the serving benchmark" >&2; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	  else echo "note: the serving benchmark needs wrk: sudo apt-get install wrk" >&2; fi; }
+
+bench-serve: $(VENV)/.installed-dev wrk  ## the service vs the HTTP floor and a naive FastAPI+torch service (~4 min) -> out/benchmarks
+	$(BIN)/python benchmarks/serve.py $(ARGS)
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

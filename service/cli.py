@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -21,6 +22,9 @@ from service.errors import ModelLoadError
 from service.listen import EXIT_CANNOT_BIND, EXIT_PORT_IN_USE, ListenError, check_can_listen
 from service.settings import ENV_PREFIX, Settings
 from service.validation_errors import describe_problems
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger("service")
 
@@ -108,9 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    logger.info("uvicorn with loop=%s http=%s", loop, http)
+    logger.info("uvicorn with loop=%s http=%s, %d worker(s)", loop, http, settings.workers)
+    if settings.workers > 1:  # each worker process loads every model itself, at its start-up
+        del repository
+        app: object = "service.cli:worker_app"
+    else:
+        app = create_app(settings, repository)
     uvicorn.run(
-        create_app(settings, repository),
+        app,  # type: ignore[arg-type]
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         loop=loop,
@@ -121,6 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_header=False,
     )
     return 0
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several uvicorn worker processes (MMOE_WORKERS > 1)."""
+    from service.app import create_app
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, force=True)
+    return create_app(settings)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers, e.g. Retry-After
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -90,6 +91,23 @@ class ModelNotFoundError(ServiceError):
 class NotReadyError(ServiceError):
     status = 503
     code = "not_ready"
+
+
+RETRY_AFTER_SECONDS = 1
+
+
+class OverloadedError(ServiceError):
+    """Every inference slot is busy and the queue is full: come back shortly."""
+
+    status = 503
+    code = "overloaded"
+    headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
+
+
+class ShuttingDownError(ServiceError):
+    status = 503
+    code = "shutting_down"
+    headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
 
 
 class ModelLoadError(RuntimeError):

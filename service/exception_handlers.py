@@ -29,7 +29,9 @@ def error_response(
 
 async def service_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ServiceError)
-    return error_response(request, error.status, error.code, error.message, error.details)
+    return error_response(
+        request, error.status, error.code, error.message, error.details, dict(error.headers)
+    )
 
 
 async def http_error(request: Request, error: Exception) -> Response:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.contract import VERSION_RULE, parse_version
+from service.contract import INPUT_FEATURES, VERSION_RULE, parse_version
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import InferenceRunner
+from service.model import ModelOutputs
 from service.payload import decode_request
+from service.payload_fast import decode_array_body, to_float32
 from service.repository import ModelRepository
 from service.responses import encode_prediction
 
@@ -82,19 +84,40 @@ class ModelsHandler:
 
 
 class PredictHandler:
-    def __init__(self, state: ServiceState, runner: InferenceRunner, max_instances: int) -> None:
+    """/predict: body -> model -> features -> the runner -> the encoded response.
+
+    With `fast_parse`, a body of array instances is read by `payload_fast`; any other body, and
+    any body that path cannot vouch for, by the plain path, which owns every error message."""
+
+    def __init__(
+        self,
+        state: ServiceState,
+        runner: InferenceRunner,
+        max_instances: int,
+        fast_parse: bool = True,
+    ) -> None:
         self.state = state
         self.runner = runner
         self.max_instances = max_instances
+        self.fast_parse = fast_parse
 
     async def predict(self, body: bytes) -> bytes:
-        """A /predict body -> the encoded response. One onnxruntime run per request."""
         repository = self.state.require_repository()
-        request = decode_request(body, self.max_instances)
-        model = repository.get(request.model, request.version)
-        feeds = model.feeds(request.instances)
-        outputs = await self.runner.run(model, feeds, request.return_gates)
-        return encode_prediction(model, outputs)
+        feeds = None
+        fast = decode_array_body(body, self.max_instances) if self.fast_parse else None
+        if fast is not None:
+            model = repository.get(fast.model, fast.version)
+            return_gates = fast.return_gates
+            if model.encoder is None and fast.values.shape[1] == model.input_dim:
+                features = to_float32(fast.values)
+                feeds = None if features is None else {INPUT_FEATURES: features}
+        if feeds is None:
+            request = decode_request(body, self.max_instances)
+            model = repository.get(request.model, request.version)
+            return_gates = request.return_gates
+            feeds = model.feeds(request.instances)
+        outputs = await self.runner.run(model, feeds)
+        return encode_prediction(model, ModelOutputs.of(outputs, return_gates))
 
 
 def _parse_version(repository: ModelRepository, name: str, version: str) -> int:

@@ -37,6 +37,12 @@ class ModelOutputs:
     predictions: np.ndarray
     gates: np.ndarray | None
 
+    @classmethod
+    def of(cls, outputs: Mapping[str, np.ndarray], return_gates: bool = True) -> ModelOutputs:
+        """From the graph's outputs by name; the gates are always computed, and dropped here."""
+        gates = outputs.get(OUTPUT_GATES) if return_gates else None
+        return cls(predictions=outputs[OUTPUT_PREDICTIONS], gates=gates)
+
 
 class ServedModel:
     """One model version ready to answer: card checked against file and graph, warm-up passed."""
@@ -52,6 +58,9 @@ class ServedModel:
         self.feature_names = card.input.feature_names
         self.has_gates = card.experts.gates > 0
         self.encoder = FeatureEncoder(card) if FeatureEncoder.applies_to(card) else None
+        self.output_names = (
+            [OUTPUT_PREDICTIONS, OUTPUT_GATES] if self.has_gates else [OUTPUT_PREDICTIONS]
+        )
 
     @classmethod
     def load(cls, directory: Path, options: RuntimeOptions) -> ServedModel:
@@ -98,6 +107,15 @@ class ServedModel:
         names = [OUTPUT_PREDICTIONS, OUTPUT_GATES] if want_gates else [OUTPUT_PREDICTIONS]
         outputs = self.session.run(names, feeds)
         return ModelOutputs(predictions=outputs[0], gates=outputs[1] if want_gates else None)
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One onnxruntime call: input name -> array (batch axis first) to output name -> array.
+        Blocking; the inference runner decides where it runs."""
+        outputs = self.session.run(self.output_names, dict(inputs))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def predict(self, features: np.ndarray, return_gates: bool = True) -> ModelOutputs:
+        """features: float32 [batch, d] -> outputs, in one blocking call."""
+        return ModelOutputs.of(self.run({INPUT_FEATURES: features}), return_gates)
 
     def warm_up(self) -> None:
         """One inference on a zero row (every category out of vocabulary): it must run and give

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import schemas
-from service.errors import PayloadTooLargeError
 from service.handlers import HealthHandler, ModelsHandler, PredictHandler
 from service.json_encoding import encode
+from service.request_body import receive_body
 
 JSON = "application/json"
 
@@ -21,30 +21,6 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _json(content: Any) -> Response:
     return Response(encode(content), media_type=JSON)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(int(declared), limit)
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(None, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(size: int | None, limit: int) -> PayloadTooLargeError:
-    stated = f" ({size} bytes)" if size is not None else ""
-    return PayloadTooLargeError(
-        f"the request body{stated} is larger than the limit of {limit} bytes; send fewer "
-        "instances per request (the server's limit is MMOE_MAX_BODY_BYTES)",
-        {"max_body_bytes": limit},
-    )
 
 
 def build_router(
@@ -110,10 +86,11 @@ def build_router(
     async def predict_route(request: Request) -> Response:
         """Per-task predictions and gate weights for a batch of instances.
 
-        One onnxruntime run per request. Errors: 422 for a malformed body or instance (the
-        message names the instance), 413 over the instance or byte limit, 404 for an unknown
-        model or version, 503 while loading."""
-        body = await read_body(request, max_body_bytes)
+        Concurrent requests for one model may run as one onnxruntime call. Errors: 422 for a
+        malformed body or instance (the message names the instance), 413 over the instance or
+        byte limit, 404 for an unknown model or version, 503 while loading or when the server
+        is at capacity (with Retry-After)."""
+        body = await receive_body(request.scope, request.receive, max_body_bytes)
         return Response(await predict.predict(body), media_type=JSON)
 
     return router

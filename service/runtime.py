@@ -79,7 +79,8 @@ class OnnxSession:
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.inter_op_num_threads = 1
         session_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Requests run concurrently from a thread pool: idle intra-op threads spinning for work
+        # Calls run beside the event loop (which parses other requests) and each other: idle
+        # intra-op threads spinning for work
         # steal the cores those requests need (measured on 2 cores, 16 concurrent 64-row
         # requests: 1.8x fewer requests/s with spinning). They sleep instead.
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")

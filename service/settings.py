@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,14 +11,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.contract import MAX_VERSION, parse_version
 
 ENV_PREFIX = "MMOE_"
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a cpuset), not the host's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # platforms without sched_getaffinity (macOS)
-        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -47,9 +38,39 @@ class Settings(BaseSettings):
         "auto", description="onnxruntime execution provider: auto takes CUDA when offered"
     )
     intra_op_threads: int = Field(
-        default_factory=available_cpus,
+        1,
         ge=1,
-        description="onnxruntime intra-op threads per model (default: CPUs this process may use)",
+        description="onnxruntime intra-op threads per model and worker (1: measured best on 2 "
+        "cores, where the event loop needs the other; see docs/deploy.md to tune)",
+    )
+    batching: bool = Field(
+        True, description="run concurrent requests for one model as one onnxruntime call"
+    )
+    max_batch_size: int = Field(
+        256, ge=1, description="most rows in one batched call (a larger request runs alone)"
+    )
+    max_batch_delay_us: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="microseconds a batch waits for more requests when an inference slot is free",
+    )
+    inference_concurrency: int = Field(
+        1, ge=1, description="onnxruntime calls running at once (each in its own thread)"
+    )
+    max_queued_requests: int = Field(
+        256, ge=1, description="requests waiting for an inference slot; beyond it 503"
+    )
+    inline_max_rows: int = Field(
+        16,
+        ge=0,
+        description="batches of at most this many rows run on the event loop (0: none)",
+    )
+    workers: int = Field(1, ge=1, description="uvicorn worker processes, each with every model")
+    fast_path: bool = Field(
+        True,
+        description="serve /predict by its pure-ASGI endpoint and read array bodies with "
+        "simdjson (false: FastAPI's route and orjson: the same answers, slower)",
     )
     max_instances: int = Field(1024, ge=1, description="most instances in one /predict request")
     max_body_bytes: int = Field(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,9 @@ import httpx
 import numpy as np
 import onnxruntime
 import pytest
+
+from tests.e2e.conftest import ServerProcess
+from tests.support import copy_bundled
 
 BUNDLED = Path(__file__).resolve().parents[2] / "models" / "mmoe-synthetic" / "1" / "model.onnx"
 TASKS = ["task_1", "task_2"]
@@ -46,21 +51,74 @@ def test_predictions_and_gates_equal_onnxruntime_run_directly(
         np.testing.assert_allclose(gate_weights.sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_many_parallel_requests_answer_like_sequential_ones(server: Any) -> None:
-    bodies = [{"instances": rows(seed, 1 + seed % 5).tolist()} for seed in range(48)]
-    with httpx.Client(base_url=server.url) as client:
-        sequential = [client.post("/predict", json=body).json() for body in bodies]
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Micro-batching with a 20 ms window, so that concurrent requests surely share calls, and
+    debug logs, which say how many requests each onnxruntime call served."""
+    work = tmp_path_factory.mktemp("batching")
+    settings = {
+        "MMOE_MODEL_REPOSITORY": str(copy_bundled(work / "models")),
+        "MMOE_PROVIDER": "cpu",
+        "MMOE_BATCHING": "true",
+        "MMOE_MAX_BATCH_DELAY_US": "20000",
+        "MMOE_LOG_LEVEL": "debug",
+    }
+    process = ServerProcess(settings, work / "server.log")
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
 
-    async def in_parallel() -> list[dict]:
-        limits = httpx.Limits(max_connections=48)
-        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
-            responses = await asyncio.gather(
-                *(client.post("/predict", json=body) for body in bodies)
+
+def test_64_concurrent_clients_each_get_their_own_rows_and_options(
+    batching_server: ServerProcess, reference: onnxruntime.InferenceSession
+) -> None:
+    generator = np.random.default_rng(64)
+    requests = [(rows(seed, 1 + seed % 5), bool(generator.integers(2))) for seed in range(64)]
+
+    async def in_parallel() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(
+            base_url=batching_server.url, limits=limits, timeout=30
+        ) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/predict",
+                        json={"instances": features.tolist(), "return_gates": gates},
+                    )
+                    for features, gates in requests
+                )
             )
-        assert [response.status_code for response in responses] == [200] * len(bodies)
-        return [response.json() for response in responses]
 
-    assert asyncio.run(in_parallel()) == sequential
+    responses = asyncio.run(in_parallel())
+    assert [response.status_code for response in responses] == [200] * len(requests)
+    for (features, gates), response in zip(requests, responses, strict=True):
+        # the same rows run alone; batched rows may differ in the last float32 digit
+        predictions, gate_weights = reference.run(["predictions", "gates"], {"features": features})
+        for k, task in enumerate(TASKS):
+            answered = response.json()["tasks"][task]
+            np.testing.assert_allclose(
+                np.array(answered["predictions"], dtype=np.float32),
+                predictions[:, k],
+                rtol=1e-6,
+                atol=1e-6,
+            )
+            if gates:
+                np.testing.assert_allclose(
+                    np.array(answered["gate_weights"], dtype=np.float32),
+                    gate_weights[:, k, :],
+                    rtol=1e-6,
+                    atol=1e-6,
+                )
+            else:
+                assert answered["gate_weights"] is None
+    calls = [
+        int(match) for match in re.findall(r"one call: (\d+) request\(s\)", batching_server.log())
+    ]
+    assert sum(calls) == len(requests)
+    assert max(calls) > 1  # requests did share calls
 
 
 def test_health_and_model_metadata(server: Any) -> None:
@@ -122,3 +180,32 @@ def test_errors_over_http_take_the_one_shape(server: Any) -> None:
         assert (method.status_code, method.json()["error"]["code"]) == (405, "method_not_allowed")
         # the connection survives every error
         assert client.post("/predict", json={"instances": [[0.0] * D]}).status_code == 200
+
+
+def test_several_worker_processes_serve_the_same_answers(
+    tmp_path: Path, reference: onnxruntime.InferenceSession
+) -> None:
+    settings = {
+        "MMOE_MODEL_REPOSITORY": str(copy_bundled(tmp_path / "models")),
+        "MMOE_PROVIDER": "cpu",
+        "MMOE_WORKERS": "2",
+        "MMOE_INTRA_OP_THREADS": "1",
+    }
+    process = ServerProcess(settings, tmp_path / "server.log")
+    try:
+        process.wait_ready()
+        features = rows(5, 3)
+        with httpx.Client(base_url=process.url) as client:
+            responses = [
+                client.post("/predict", json={"instances": features.tolist()}) for _ in range(8)
+            ]
+        log = process.log()
+    finally:
+        process.stop()
+    assert [response.status_code for response in responses] == [200] * 8
+    predictions, _ = reference.run(["predictions", "gates"], {"features": features})
+    for response in responses:
+        answered = response.json()["tasks"]["task_2"]["predictions"]
+        np.testing.assert_array_equal(np.array(answered, dtype=np.float32), predictions[:, 1])
+    assert log.count("Started server process") == 2
+    assert "2 worker(s)" in log

@@ -51,11 +51,15 @@ def settings_for(root: Path, **overrides: object) -> Settings:
     return Settings(**(values | overrides))
 
 
-@pytest.fixture(scope="session")
-def trained_client(trained_repository: Path) -> Iterator[TestClient]:
-    """The real app, in process, over the trained repository."""
+@pytest.fixture(scope="session", params=["fast", "plain"])
+def trained_client(
+    request: pytest.FixtureRequest, trained_repository: Path
+) -> Iterator[TestClient]:
+    """The real app, in process, over the trained repository: once with /predict's fast path
+    (pure-ASGI endpoint, simdjson for array bodies) and once with the plain path (FastAPI's
+    route, orjson): every test that uses it holds both to the same answers."""
     settings = settings_for(trained_repository, max_instances=8, max_body_bytes=65536)
-    app = create_app(settings, load_repository(settings))
+    app = create_app(settings, load_repository(settings), fast_predict=request.param == "fast")
     with TestClient(app, headers={"X-Request-ID": REQUEST_ID}) as client:
         yield client
 

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from service.app import create_app, load_repository
-from service.model import ModelOutputs, ServedModel
+from service.inference import InferenceRunner, Tensors
 from service.settings import Settings
 
 ROW = [0.25] * 100
@@ -104,16 +105,22 @@ def test_every_response_carries_a_request_id(trained_client: TestClient) -> None
     assert re.fullmatch(r"[0-9a-f]{32}", fresh.headers["x-request-id"])
 
 
-class ExplodingModelRunner:
-    async def run(self, model: ServedModel, features: np.ndarray, gates: bool) -> ModelOutputs:
+class ExplodingModel:
+    def run(self, inputs: Mapping[str, np.ndarray]) -> Tensors:
         raise RuntimeError("onnxruntime exploded")
 
 
+class ExplodingModelRunner(InferenceRunner):
+    async def run(self, model: object, inputs: Mapping[str, np.ndarray]) -> Tensors:
+        return await super().run(ExplodingModel(), inputs)
+
+
+@pytest.mark.parametrize("fast_predict", [True, False], ids=["fast", "plain"])
 def test_unexpected_errors_are_a_logged_500_with_the_request_id(
-    bundled_copy: Path, caplog: pytest.LogCaptureFixture
+    bundled_copy: Path, caplog: pytest.LogCaptureFixture, fast_predict: bool
 ) -> None:
     settings = settings_for(bundled_copy)
-    app = create_app(settings, load_repository(settings), runner=ExplodingModelRunner())
+    app = create_app(settings, load_repository(settings), ExplodingModelRunner(), fast_predict)
     with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="service"):
         response = client.post("/predict", json={"instances": [ROW]})
     request_id = response.headers["x-request-id"]

@@ -1,0 +1,69 @@
+"""`benchmarks/serve.py --quick` runs end to end and records what it measured (speed is never
+asserted: a smoke run on a shared machine says nothing about it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = [
+    "1 instance, concurrency 1",
+    "1 instance, concurrency 32",
+    "256 instances, concurrency 1",
+    "256 instances, concurrency 8",
+]
+
+
+def test_the_serving_benchmark_runs_quick_and_writes_its_results(tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "wrk is missing: `make test` installs it (or: apt-get install wrk)"
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/serve.py", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads((tmp_path / "serve.json").read_text())
+    assert record["quick"] is True
+    assert {"cpu", "cores", "load_average_before", "load_average_after"} <= set(record["machine"])
+    assert {"python", "onnxruntime", "fastapi", "uvicorn", "torch", "wrk"} <= set(
+        record["software"]
+    )
+    for server in ("floor", "naive", "service"):
+        points = record["results"][server]["points"]
+        assert [point["workload"] for point in points] == WORKLOADS
+        for point in points:
+            assert point["errors"] == 0
+            assert point["requests_per_s"] > 0 and point["rss_mb"] > 0
+            seconds = point["wrk"]["duration_us"] / 1e6
+            expected_rows = point["wrk"]["requests"] * point["instances"] / seconds
+            assert point["rows_per_s"] == pytest.approx(expected_rows, abs=0.1)
+    assert record["results"]["service"]["soak"]["requests"] > 0
+    for row in record["comparisons"]:
+        assert row["service_to_floor"] > 0 and row["service_to_naive"] > 0
+    assert len(record["targets"]) == 6
+    markdown = (tmp_path / "serve.md").read_text()
+    assert "| 1 instance, concurrency 32 |" in markdown
+    assert "--quick: a smoke run, not a measurement" in markdown
+
+
+def test_the_serving_benchmark_says_how_to_install_wrk(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path)}  # nothing on it: no wrk (nor taskset)
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/serve.py", "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert "wrk is not installed. Install it with `sudo apt-get install wrk`" in completed.stderr
+    assert not (tmp_path / "serve.json").exists()
