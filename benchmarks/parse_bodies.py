@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from serve import RESULTS, make_body
+from serve import DEFAULT_OUT, make_body
 from serve_report import cpu_model
 
 from service.payload import decode_request, instances_to_array
@@ -90,7 +90,13 @@ def _once(function: Callable[[bytes], np.ndarray], body: bytes, repeats: int = 1
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="time per way and size")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
+        "benchmarks/results)",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()
     results = []

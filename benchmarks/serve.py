@@ -11,7 +11,8 @@ repository), one after another, each a real uvicorn process on a loopback port:
 wrk (https://github.com/wg/wrk) drives each point; the server runs pinned to one core and wrk to
 another (taskset). Each point reports requests/s, rows/s, p50/p99 latency and the server's RSS.
 A final soak runs the service for --soak-seconds and reports its RSS growth. Results go to
-<out>/serve.json and <out>/serve.md (default benchmarks/results/).
+<out>/serve.json and <out>/serve.md (default out/benchmarks/, ignored by git; the committed
+results are in benchmarks/results/: --out benchmarks/results).
 
     python benchmarks/serve.py                 # 8 s per point, 60 s soak: about 3 minutes
     python benchmarks/serve.py --quick --out /tmp/bench    # 1 s per point: a smoke run
@@ -37,7 +38,7 @@ from serve_report import environment, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO_ROOT / "models" / "mmoe-synthetic" / "1"
-RESULTS = Path(__file__).parent / "results"
+DEFAULT_OUT = REPO_ROOT / "out" / "benchmarks"  # ignored by git
 WRK_HELP = (
     "wrk is not installed. Install it with `sudo apt-get install wrk` (Debian/Ubuntu), "
     "`brew install wrk` (macOS), or build it from https://github.com/wg/wrk; then rerun."
@@ -263,7 +264,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=8, help="seconds per point (8)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per point (1)")
     parser.add_argument("--soak-seconds", type=int, default=60, help="RSS soak run (60)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
+        "benchmarks/results)",
+    )
     parser.add_argument(
         "--servers", nargs="+", default=["floor", "naive", "service"],
         choices=["floor", "naive", "service"], help="which servers to run (all three)",

@@ -1,9 +1,13 @@
 """`benchmarks/serve.py --quick` runs end to end and records what it measured (speed is never
-asserted: a smoke run on a shared machine says nothing about it)."""
+asserted: a smoke run on a shared machine says nothing about it).
+
+It needs wrk (`make test` installs Debian's when it runs as root, as in CI). Without it the smoke
+run skips on a developer's machine and fails in CI (CI=true)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,8 +24,16 @@ WORKLOADS = [
 ]
 
 
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        message = "wrk is not installed: apt-get install wrk (make test installs it as root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def test_the_serving_benchmark_runs_quick_and_writes_its_results(tmp_path: Path) -> None:
-    assert shutil.which("wrk"), "wrk is missing: `make test` installs it (or: apt-get install wrk)"
+    require_wrk()
     completed = subprocess.run(
         [sys.executable, "benchmarks/serve.py", "--quick", "--out", str(tmp_path)],
         cwd=REPO_ROOT,
