@@ -53,14 +53,14 @@ def decode_array_body(body: bytes, max_instances: int) -> ArrayBody | None:
     return_gates = document["return_gates"] if "return_gates" in fields else True
     model = document["model"] if "model" in fields else None
     version = document["version"] if "version" in fields else None
-    if (
-        not isinstance(return_gates, bool)
-        or (model is not None and not isinstance(model, str))
-        or (
-            version not in (None, "latest")
-            and (type(version) is not int or not 1 <= version <= MAX_VERSION)
-        )
-    ):
+    if not isinstance(return_gates, bool) or (model is not None and not isinstance(model, str)):
+        return None
+    checked_version: int | Literal["latest"] | None
+    if version is None or version == "latest":
+        checked_version = None if version is None else "latest"
+    elif type(version) is int and 1 <= version <= MAX_VERSION:
+        checked_version = version
+    else:
         return None
     instances = document["instances"]
     if not isinstance(instances, simdjson.Array) or not 0 < len(instances) <= max_instances:
@@ -75,7 +75,7 @@ def decode_array_body(body: bytes, max_instances: int) -> ArrayBody | None:
     except (TypeError, ValueError, RuntimeError):
         return None
     values = np.frombuffer(flat, dtype=np.float64).reshape(rows, lengths.pop())
-    return ArrayBody(values, return_gates, model, version)
+    return ArrayBody(values, return_gates, model, checked_version)
 
 
 def to_float32(values: np.ndarray) -> np.ndarray | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.contract import MAX_VERSION, parse_version
 
 ENV_PREFIX = "MMOE_"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a cpuset), not the host's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # platforms without sched_getaffinity (macOS)
+        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
