@@ -97,25 +97,19 @@ class ServedModel:
             return self.encoder.encode(instances)
         return {INPUT_FEATURES: instances_to_array(instances, self.input_dim, self.feature_names)}
 
-    def predict(
-        self, inputs: Mapping[str, np.ndarray] | np.ndarray, return_gates: bool = True
-    ) -> ModelOutputs:
-        """Feeds by input name (an array alone: `features`, float32 [batch, d]) -> outputs.
-        Blocking; call it off the event loop."""
-        feeds = {INPUT_FEATURES: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
-        want_gates = return_gates and self.has_gates
-        names = [OUTPUT_PREDICTIONS, OUTPUT_GATES] if want_gates else [OUTPUT_PREDICTIONS]
-        outputs = self.session.run(names, feeds)
-        return ModelOutputs(predictions=outputs[0], gates=outputs[1] if want_gates else None)
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One onnxruntime call: input name -> array (batch axis first) to output name -> array.
-        Blocking; the inference runner decides where it runs."""
+        """One onnxruntime call: input name -> array (batch axis first) to output name -> array
+        (gates always computed). Blocking; the inference runner decides where it runs."""
         outputs = self.session.run(self.output_names, dict(inputs))
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def predict(self, features: np.ndarray, return_gates: bool = True) -> ModelOutputs:
-        """features: float32 [batch, d] -> outputs, in one blocking call."""
-        return ModelOutputs.of(self.run({INPUT_FEATURES: features}), return_gates)
+    def predict(
+        self, inputs: Mapping[str, np.ndarray] | np.ndarray, return_gates: bool = True
+    ) -> ModelOutputs:
+        """Feeds by input name (an array alone: `features`, float32 [batch, d]) -> outputs, in
+        one blocking call."""
+        feeds = {INPUT_FEATURES: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
+        return ModelOutputs.of(self.run(feeds), return_gates)
 
     def warm_up(self) -> None:
         """One inference on a zero row (every category out of vocabulary): it must run and give
