@@ -45,11 +45,16 @@ def load_torch_graph(model_dir: Path) -> tuple[InferenceGraph, dict[str, Any]]:
     model = build_model(ModelConfig(**card["training"]["model"]), card["input"]["dim"], len(tasks))
     graph = InferenceGraph(model, [task["type"] for task in tasks])
     wanted = graph.state_dict()
-    weights = {
-        initializer.name: torch.from_numpy(numpy_helper.to_array(initializer).copy())
-        for initializer in onnx.load(str(model_dir / "model.onnx")).graph.initializer
-        if initializer.name in wanted
-    }
+    # Models exported before the input layer was renamed name its statistics model.normalizer.*
+    renamed = {"model.normalizer.": "model.inputs."}
+    weights = {}
+    for initializer in onnx.load(str(model_dir / "model.onnx")).graph.initializer:
+        name = initializer.name
+        for old, new in renamed.items():
+            if name.startswith(old) and name not in wanted:
+                name = new + name.removeprefix(old)
+        if name in wanted:
+            weights[name] = torch.from_numpy(numpy_helper.to_array(initializer).copy())
     graph.load_state_dict(weights, strict=True)
     graph.eval()
     check_against_onnxruntime(graph, model_dir, card["input"]["dim"])
