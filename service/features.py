@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from service.contract import INPUT_CATEGORICAL, INPUT_FEATURES, MISSING_CODE, OOV_CODE
+from service.describe import json_kind, name_range
 from service.errors import (
     InvalidCategoryError,
     InvalidInstanceError,
@@ -29,7 +30,7 @@ from service.errors import (
     WrongFeatureCountError,
 )
 from service.model_card import ModelCard
-from service.payload import FLOAT32_MAX, _json_kind, _name_range
+from service.payload import FLOAT32_MAX
 
 NUMERIC_TYPES = frozenset({int, float, type(None)})
 CATEGORY_TYPES = frozenset({str, type(None)})
@@ -115,8 +116,8 @@ class FeatureEncoder:
                 values = self._named(index, instance)
             else:
                 raise InvalidInstanceError(
-                    f"instance {index} is {_json_kind(instance)}; each instance must be an object "
-                    f"of the model's named features {_name_range(self.names)}"
+                    f"instance {index} is {json_kind(instance)}; each instance must be an object "
+                    f"of the model's named features {name_range(self.names)}"
                     + ("" if self.categorical else f", or an array of {len(self.numeric)} numbers"),
                     {"instance": index},
                 )
@@ -132,7 +133,7 @@ class FeatureEncoder:
         if unknown:
             raise UnknownFeaturesError(
                 f"instance {index} has unknown features {unknown[:10]}; the model's features "
-                f"are {_name_range(self.names)}",
+                f"are {name_range(self.names)}",
                 {"instance": index, "unknown": unknown},
             )
         missing = [name for name in self.names if name not in instance]
@@ -147,7 +148,7 @@ class FeatureEncoder:
 
     def _check(self, index: int, position: int, name: str, value: Any) -> None:
         details = {"instance": index, "feature": position, "feature_name": name}
-        where = f"instance {index}, feature {name!r} is {_json_kind(value)}"
+        where = f"instance {index}, feature {name!r} is {json_kind(value)}"
         if name in self.categorical:
             if value is not None and type(value) not in (str, int):
                 raise InvalidCategoryError(

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from service.contract import MAX_VERSION
+from service.describe import json_kind, name_range
 from service.errors import (
     EmptyInstancesError,
     InvalidInstanceError,
@@ -67,7 +68,7 @@ def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(
-            f"the body is {_json_kind(data)}; send a JSON object with an 'instances' array"
+            f"the body is {json_kind(data)}; send a JSON object with an 'instances' array"
         )
     unknown = sorted(set(data) - set(REQUEST_FIELDS))
     if unknown:
@@ -80,7 +81,7 @@ def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
     instances = data["instances"]
     if not isinstance(instances, list):
         raise InvalidRequestError(
-            f"'instances' is {_json_kind(instances)}; it must be an array of instances"
+            f"'instances' is {json_kind(instances)}; it must be an array of instances"
         )
     if not instances:
         raise EmptyInstancesError("'instances' is empty; send at least one instance")
@@ -93,17 +94,17 @@ def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
     return_gates = data.get("return_gates", True)
     if not isinstance(return_gates, bool):
         raise InvalidRequestError(
-            f"'return_gates' is {_json_kind(return_gates)}; it must be true or false"
+            f"'return_gates' is {json_kind(return_gates)}; it must be true or false"
         )
     model = data.get("model")
     if model is not None and not isinstance(model, str):
-        raise InvalidRequestError(f"'model' is {_json_kind(model)}; it must be a model name")
+        raise InvalidRequestError(f"'model' is {json_kind(model)}; it must be a model name")
     version = data.get("version")
     if version not in (None, "latest") and (
         type(version) is not int or not 1 <= version <= MAX_VERSION
     ):
         raise InvalidRequestError(
-            f"'version' is {_json_kind(version)}; it must be a whole number from 1 to "
+            f"'version' is {json_kind(version)}; it must be a whole number from 1 to "
             f'{MAX_VERSION}, or "latest" (leave it out for the default version)'
         )
     return PredictionRequest(instances, return_gates, model, version)
@@ -157,7 +158,7 @@ def _diagnose(instances: list[Any], input_dim: int, feature_names: list[str] | N
             values = instance
         else:
             raise InvalidInstanceError(
-                f"instance {index} is {_json_kind(instance)}; each instance must be "
+                f"instance {index} is {json_kind(instance)}; each instance must be "
                 + INSTANCE_SHAPE_HELP.format(dim=input_dim),
                 {"instance": index},
             )
@@ -182,7 +183,7 @@ def _named_values(
     if unknown:
         raise UnknownFeaturesError(
             f"instance {index} has unknown features {unknown[:10]}; the model's features are "
-            f"{_name_range(feature_names)}",
+            f"{name_range(feature_names)}",
             {"instance": index, "unknown": unknown},
         )
     missing = [name for name in feature_names if name not in instance]
@@ -202,7 +203,7 @@ def _check_value(index: int, position: int, value: Any, feature_names: list[str]
         details["feature_name"] = feature_names[position]
     if type(value) not in NUMBER_TYPES:
         raise NonNumericFeatureError(
-            f"instance {index}, feature {feature} is {_json_kind(value)}; features must be numbers",
+            f"instance {index}, feature {feature} is {json_kind(value)}; features must be numbers",
             details,
         )
     if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
@@ -211,23 +212,3 @@ def _check_value(index: int, position: int, value: Any, feature_names: list[str]
             "features must be finite numbers",
             details,
         )
-
-
-def _json_kind(value: Any) -> str:
-    """How a JSON value reads in a message: `a string ("abc")`, `null`, `an array`, ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"a string ({orjson.dumps(shown).decode()})"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _name_range(names: list[str]) -> str:
-    return f"{names}" if len(names) <= 6 else f"[{names[0]!r}, {names[1]!r}, ..., {names[-1]!r}]"
