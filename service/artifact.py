@@ -18,6 +18,7 @@ from service.contract import (
     CARD_METADATA_KEY,
     INPUT_CATEGORICAL,
     INPUT_FEATURES,
+    MODEL_FILE,
     OUTPUT_GATES,
     OUTPUT_PREDICTIONS,
 )
@@ -28,6 +29,23 @@ from service.validation_errors import describe_problems
 
 FLOAT_TENSOR = "tensor(float)"
 INT64_TENSOR = "tensor(int64)"
+
+# What a version directory's files looked like: (name, size, mtime_ns, inode) per file, or None
+# for a missing one. A changed fingerprint means the version must be loaded and checked again.
+Fingerprint = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """The fingerprint of `<directory>/model.json` and `model.onnx` (two stat calls)."""
+    stats: list[tuple[str, int, int, int] | None] = []
+    for name in (CARD_FILE, MODEL_FILE):
+        try:
+            stat = (directory / name).stat()
+        except OSError:
+            stats.append(None)
+        else:
+            stats.append((name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return tuple(stats)
 
 
 def read_file(path: Path, what: str) -> bytes:

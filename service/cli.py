@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from service.errors import ModelLoadError
 from service.listen import EXIT_CANNOT_BIND, EXIT_PORT_IN_USE, ListenError, check_can_listen
+from service.logs import configure_logging
 from service.settings import ENV_PREFIX, Settings
 from service.validation_errors import describe_problems
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 logger = logging.getLogger("service")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 EXIT_MODEL_LOAD = 1
 EXIT_USAGE = 2
@@ -87,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = describe_problems(error.errors(), name=source)
         print(f"mmoe-serve: invalid settings: {problems}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, force=True)
-    logger.info("settings: %s", json.dumps(settings.describe()))
+    configure_logging(settings.log_level, settings.log_format)
+    logger.info("settings: %s", json.dumps(settings.describe()))  # the API key masked
 
     from service.app import create_app, load_repository  # after logging is set up
 
@@ -128,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         http=http,
         log_level=settings.log_level,
         log_config=None,
-        access_log=settings.log_level == "debug",
+        access_log=False,  # the service's own (MMOE_ACCESS_LOG) carries the request id
         server_header=False,
     )
     return 0

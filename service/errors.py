@@ -110,6 +110,13 @@ class ShuttingDownError(ServiceError):
     headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
 
 
+class ReloadFailedError(ServiceError):
+    """An admin reload left some version on disk unserved, or was rejected as a whole."""
+
+    status = 409
+    code = "reload_failed"
+
+
 class ModelLoadError(RuntimeError):
     """A model version cannot be served: the start-up fails with this message."""
 

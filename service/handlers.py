@@ -11,18 +11,47 @@ from typing import Any
 from service.contract import INPUT_FEATURES, VERSION_RULE, parse_version
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import InferenceRunner
-from service.model import ModelOutputs
+from service.metrics import ServiceMetrics
+from service.model import ModelOutputs, ServedModel
 from service.payload import decode_request
 from service.payload_fast import decode_array_body, to_float32
+from service.reloading import (
+    ReloadReport,
+    RepositoryReloader,
+    RepositoryStatus,
+    versions_with_roles,
+)
 from service.repository import ModelRepository
 from service.responses import encode_prediction
 
 
 class ServiceState:
-    """The repository the service answers from; None until the models are loaded and warm."""
+    """The repository the service answers from (None until the models are loaded and warm; a
+    reload replaces it whole), and what is known about the versions it does not serve."""
 
-    def __init__(self, repository: ModelRepository | None = None) -> None:
+    def __init__(
+        self, repository: ModelRepository | None = None, status: RepositoryStatus | None = None
+    ) -> None:
         self.repository = repository
+        self.status = status if status is not None else RepositoryStatus()
+
+    def loaded(self) -> dict[str, list[int]]:
+        repository = self.require_repository()
+        return {name: repository.versions(name) for name in repository.names()}
+
+    # what the metrics read at scrape time (service.metrics.RepositoryView)
+    def versions_in_use(self) -> list[tuple[ServedModel, str]]:
+        return [] if self.repository is None else list(versions_with_roles(self.repository))
+
+    def failed_versions(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, version in self.status.failures:
+            if version is not None:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def unloading_versions(self) -> int:
+        return len(self.status.unloading())
 
     def require_repository(self) -> ModelRepository:
         if self.repository is None:
@@ -46,6 +75,8 @@ class HealthHandler:
         return {
             "status": "ready",
             "default_model": {"name": default.name, "version": default.version},
+            "loaded": self.state.loaded(),
+            "failed": self.state.status.failure_list(),
         }
 
 
@@ -61,6 +92,12 @@ class ModelsHandler:
                 "version": repository.default_version,
             },
             "models": [self._summary(repository, name) for name in repository.names()],
+            "failed": self.state.status.failure_list(),
+            "unloading": [
+                {"model": name, "version": version}
+                for name, version in self.state.status.unloading()
+            ],
+            "repository": self.state.status.as_dict(),
         }
 
     def model(self, name: str) -> dict[str, Any]:
@@ -83,6 +120,19 @@ class ModelsHandler:
         }
 
 
+class AdminHandler:
+    def __init__(self, state: ServiceState, reloader: RepositoryReloader) -> None:
+        self.state = state
+        self.reloader = reloader
+
+    async def reload(self) -> ReloadReport:
+        """Reload the repository now, trying every failed version again."""
+        self.state.require_repository()
+        report = await self.reloader.reload("admin")
+        assert report is not None  # only polls skip
+        return report
+
+
 class PredictHandler:
     """/predict: body -> model -> features -> the runner -> the encoded response.
 
@@ -95,11 +145,13 @@ class PredictHandler:
         runner: InferenceRunner,
         max_instances: int,
         fast_parse: bool = True,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.state = state
         self.runner = runner
         self.max_instances = max_instances
         self.fast_parse = fast_parse
+        self.metrics = metrics
 
     async def predict(self, body: bytes) -> bytes:
         repository = self.state.require_repository()
@@ -116,6 +168,8 @@ class PredictHandler:
             model = repository.get(request.model, request.version)
             return_gates = request.return_gates
             feeds = model.feeds(request.instances)
+        if self.metrics is not None:
+            self.metrics.observe_instances(model.name, len(next(iter(feeds.values()))))
         outputs = await self.runner.run(model, feeds)
         return encode_prediction(model, ModelOutputs.of(outputs, return_gates))
 

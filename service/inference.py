@@ -67,6 +67,7 @@ class BatchReport:
     queued: int  # requests still waiting when it started
     running: int  # calls running when it started, itself included
     error: BaseException | None
+    outputs: Tensors | None = None  # the whole batch's outputs, when it succeeded
 
 
 BatchObserver = Callable[[BatchReport], None]
@@ -288,7 +289,10 @@ class InferenceRunner:
                 len(batch), rows, seconds * 1e6, "inline" if inline else "in a thread",
             )  # fmt: skip
         if self.observer is not None:
-            report = BatchReport(batch[0].model, len(batch), rows, seconds, inline, *context, error)
+            report = BatchReport(
+                batch[0].model, len(batch), rows, seconds, inline, *context, error,
+                outputs if error is None else None,
+            )  # fmt: skip
             try:
                 self.observer(report)
             except Exception:

@@ -47,10 +47,17 @@ class ModelOutputs:
 class ServedModel:
     """One model version ready to answer: card checked against file and graph, warm-up passed."""
 
-    def __init__(self, card: ModelCard, session: OnnxSession, path: Path) -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        session: OnnxSession,
+        path: Path,
+        source: artifact.Fingerprint = (),
+    ) -> None:
         self.card = card
         self.session = session
         self.path = path
+        self.source = source  # the files' fingerprint, taken before they were read
         self.name = card.name
         self.version = card.version
         self.input_dim = card.input.dim
@@ -66,6 +73,7 @@ class ServedModel:
     def load(cls, directory: Path, options: RuntimeOptions) -> ServedModel:
         """Load `<models>/<name>/<version>/`, verify it, and run one warm-up inference."""
         source = str(directory)
+        files = artifact.fingerprint(directory)  # before reading: a later change shows
         card = artifact.read_card(directory)
         artifact.verify_location(card, directory.parent.name, int(directory.name), source)
         model_path = directory / card.onnx.file
@@ -78,7 +86,7 @@ class ServedModel:
         session = OnnxSession(model_bytes, str(model_path), options)
         artifact.verify_embedded_card(card, session.metadata, str(model_path))
         artifact.verify_signature(card, session.inputs, session.outputs, str(model_path))
-        model = cls(card, session, directory)
+        model = cls(card, session, directory, files)
         model.warm_up()
         logger.info(
             "loaded %s version %d (%s, %d tasks) on %s from %s",

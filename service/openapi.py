@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.errors import error_body
+from service.repository import NOT_LOADED_HINT
 
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorResponse"
 FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
@@ -30,16 +31,14 @@ def _example(summary: str, code: str, message: str, details: Any = None) -> dict
 MODEL_NOT_FOUND = _example(
     "unknown model",
     "model_not_found",
-    "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-adult', 'mmoe-synthetic'] (the "
-    "server loads the model repository at start-up: restart it to serve a model or version "
-    "published since)",
+    "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-adult', 'mmoe-synthetic']"
+    f"{NOT_LOADED_HINT}",
     {"model": "mmoe-synthetic-v2", "available": ["mmoe-adult", "mmoe-synthetic"]},
 )
 VERSION_NOT_FOUND = _example(
     "unknown version",
     "model_not_found",
-    "model 'mmoe-synthetic' has no version 7; available versions: [1] (the server loads the "
-    "model repository at start-up: restart it to serve a model or version published since)",
+    f"model 'mmoe-synthetic' has no version 7; available versions: [1]{NOT_LOADED_HINT}",
     {"model": "mmoe-synthetic", "version": 7, "available": [1]},
 )
 NOT_READY = _example(

@@ -6,10 +6,8 @@ quality gate writes it); without it, the highest version is. Versions above the 
 candidates: loaded and served when a request names them, never by default. Hidden entries
 (starting with '.', such as training's `.staging-*` directories) are never models or versions.
 All versions are loaded at start-up (the models are small) and any that fails to load fails the
-start-up.
-
-The seam for hot reloading (a later issue): callers only use `get`, `names`, `versions` and
-`default`; a reloading repository swaps its `_models` mapping whole, never mutates it in place.
+start-up. A repository never changes once built: a reload (`service.reloading`) builds a new one
+and swaps it in whole.
 """
 
 from __future__ import annotations
@@ -31,10 +29,11 @@ from service.errors import ModelLoadError, ModelNotFoundError
 from service.model import ServedModel
 from service.runtime import RuntimeOptions
 
-# Said with every 404 for a model or version: a running server does not see later exports.
+# Said with every 404 for a model or version: a running server sees later exports on a reload.
 NOT_LOADED_HINT = (
-    " (the server loads the model repository at start-up: restart it to serve a model or "
-    "version published since)"
+    " (a model or version published since the server last loaded the repository is served "
+    "after a reload: POST /admin/reload, or MMOE_RELOAD_INTERVAL_S; GET /models lists the "
+    "versions that failed to load)"
 )
 
 logger = logging.getLogger(__name__)

@@ -118,9 +118,46 @@ class DefaultModel(BaseModel):
     version: int
 
 
+class VersionRef(BaseModel):
+    model: str
+    version: int
+
+
+class LoadFailureInfo(BaseModel):
+    model: str
+    version: int | None = Field(description="null: the model's promoted.json")
+    reason: str = Field(description="why it is not served, as logged")
+    failed_at: str = Field(description="ISO 8601, UTC")
+
+
 class Readiness(BaseModel):
     status: Literal["ready"]
     default_model: DefaultModel
+    loaded: dict[str, list[int]] = Field(description="model -> versions served, oldest first")
+    failed: list[LoadFailureInfo] = Field(
+        description="versions (or promoted.json files) on disk that a reload could not load; "
+        "what was served before keeps serving"
+    )
+
+
+class ReloadResult(BaseModel):
+    trigger: Literal["poll", "admin"]
+    outcome: Literal["unchanged", "changed", "rejected"]
+    generation: int = Field(description="counts the changes of the served set, from 1")
+    at: str = Field(description="ISO 8601, UTC")
+    loaded: list[VersionRef] = Field(description="versions served from now on")
+    replaced: list[VersionRef] = Field(description="versions whose files changed, loaded again")
+    unloaded: list[VersionRef] = Field(
+        description="versions gone from disk: unloaded after their last request"
+    )
+    failed: list[LoadFailureInfo]
+    reason: str | None = Field(description="why a rejected reload was rejected")
+
+
+class RepositoryInfo(BaseModel):
+    generation: int
+    polling_interval_s: float = Field(description="0: no polling (MMOE_RELOAD_INTERVAL_S)")
+    last_reload: ReloadResult | None
 
 
 class ModelSummary(BaseModel):
@@ -138,6 +175,11 @@ class ModelSummary(BaseModel):
 class ModelList(BaseModel):
     default_model: DefaultModel
     models: list[ModelSummary]
+    failed: list[LoadFailureInfo] = Field(description="what a reload could not load")
+    unloading: list[VersionRef] = Field(
+        description="versions reloaded away that still answer requests started before"
+    )
+    repository: RepositoryInfo
 
 
 class TensorInfo(BaseModel):

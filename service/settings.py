@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.contract import MAX_VERSION, parse_version
+from service.logs import LogFormat
 
 ENV_PREFIX = "MMOE_"
+MIN_API_KEY_LENGTH = 16
+MASKED = "********"
 
 
 def available_cpus() -> int:
@@ -88,6 +91,40 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="log level of the service and uvicorn"
     )
+    log_format: LogFormat = Field(
+        "text", description="text, or json: one object per line with the request id"
+    )
+    access_log: bool = Field(
+        False, description="log one line per request: route, status, duration, request id"
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        min_length=MIN_API_KEY_LENGTH,
+        description="secret for Authorization: Bearer <key> or X-API-Key; /admin routes need it "
+        "(unset: they are off); never logged",
+    )
+    inference_needs_key: bool = Field(
+        False,
+        description="require the API key on every route but health, docs and /ui too "
+        "(/predict, /models, /metrics, ...)",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins browsers may call from, comma-separated, or * (unset: CORS off)",
+    )
+    reload_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="seconds between checks of the model repository for changes (0: off; "
+        "POST /admin/reload reloads on demand)",
+    )
+    metrics: bool = Field(True, description="count requests, batches and gate weights (/metrics)")
+    gate_collapse_threshold: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="an expert whose mean gate weight is below this counts as collapsed",
+    )
 
     @field_validator("model_version", mode="before")
     @classmethod
@@ -98,12 +135,31 @@ class Settings(BaseSettings):
             return None
         return parse_version(value)
 
-    @field_validator("provider", "log_level", mode="before")
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _inference_key_needs_a_key(self) -> Settings:
+        if self.inference_needs_key and self.api_key is None:
+            raise ValueError(
+                "MMOE_INFERENCE_NEEDS_KEY=true needs an API key: set MMOE_API_KEY (at least "
+                f"{MIN_API_KEY_LENGTH} characters, e.g. from `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
+        return self
+
+    @field_validator("provider", "log_level", "log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
     def describe(self) -> dict[str, Any]:
-        """The settings as environment variable -> value, for the start-up log."""
+        """The settings as environment variable -> value, for the start-up log; the API key
+        masked."""
         values = self.model_dump(mode="json")
+        values["api_key"] = None if self.api_key is None else MASKED
         return {f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()}

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from service.logs import LOG_FORMATS, configure_logging
 from training.config import (
     ConfigError,
     ExportConfig,
@@ -109,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level (default: INFO)",
     )
     parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text, or json: one object per line (time, level, logger, message) (default: text)",
+    )
+    parser.add_argument(
         "--data.kind",
         dest="data.kind",
         choices=["synthetic", "tabular"],
@@ -162,9 +169,7 @@ def resolve_config(arguments: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    logging.basicConfig(
-        level=arguments.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(arguments.log_level, arguments.log_format)
     for chatty in ("onnxscript", "onnx_ir"):  # the exporter's pass-by-pass INFO lines
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:

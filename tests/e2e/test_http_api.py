@@ -127,7 +127,12 @@ def test_health_and_model_metadata(server: Any) -> None:
     assert (live.status_code, live.json()) == (200, {"status": "live"})
     assert (ready.status_code, ready.json()) == (
         200,
-        {"status": "ready", "default_model": {"name": "mmoe-synthetic", "version": 1}},
+        {
+            "status": "ready",
+            "default_model": {"name": "mmoe-synthetic", "version": 1},
+            "loaded": {"mmoe-synthetic": [1]},
+            "failed": [],
+        },
     )
     metadata = httpx.get(f"{server.url}/models/mmoe-synthetic/versions/1").json()
     assert (metadata["provider"], metadata["onnxruntime_providers"]) == (

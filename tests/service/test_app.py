@@ -54,6 +54,8 @@ def test_not_ready_until_the_models_are_loaded(bundled_copy: Path) -> None:
         assert ready.json() == {
             "status": "ready",
             "default_model": {"name": "mmoe-synthetic", "version": 1},
+            "loaded": {"mmoe-synthetic": [1]},
+            "failed": [],
         }
         assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
 
@@ -65,6 +67,9 @@ def test_model_list_and_metadata(trained_client: TestClient, trained_repository:
             {"name": name, "versions": [1], "latest_version": 1, "candidate_versions": []}
             for name in ["mmoe-adult", "mmoe-synthetic", "omoe-tiny", "shared-bottom-tiny"]
         ],
+        "failed": [],
+        "unloading": [],
+        "repository": {"generation": 1, "polling_interval_s": 0.0, "last_reload": None},
     }
     metadata = trained_client.get("/models/shared-bottom-tiny/versions/1").json()
     card = (trained_repository / "shared-bottom-tiny" / "1" / "model.json").read_text()

@@ -1,0 +1,128 @@
+"""The API key: which routes need it, and the pure-ASGI middleware that asks for it.
+
+Routes fall in three classes by path, so a route added later (the Open Inference Protocol's
+/v2/..., say) is protected without being listed anywhere:
+
+- open: health probes, the API docs and the /ui page (its own calls to the API carry the key);
+- admin (`/admin/...`): always need the key; with no key configured they are off (403);
+- everything else (inference, model metadata, /metrics): need the key when
+  `MMOE_INFERENCE_NEEDS_KEY` is true.
+
+The key arrives as `Authorization: Bearer <key>` or `X-API-Key: <key>`. It is compared in
+constant time (the sha256 digests of both, so not even the length leaks), never logged and
+never echoed. A missing or wrong key is a 401 in the one error shape with `WWW-Authenticate`.
+Preflight requests (OPTIONS with Access-Control-Request-Method) never reach this middleware when
+CORS is on: the CORS middleware sits outside it and answers them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Final, Literal
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import error_body
+from service.json_encoding import encode
+from service.logs import current_request_id
+
+AccessClass = Literal["open", "protected", "admin"]
+
+OPEN_PATHS: Final = frozenset(
+    {
+        "/health/live",
+        "/health/ready",
+        "/v2/health/live",  # the Open Inference Protocol's probes
+        "/v2/health/ready",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/ui",
+    }
+)
+OPEN_PREFIXES: Final = ("/docs-assets/", "/ui/")
+ADMIN_PREFIX: Final = "/admin/"
+REALM: Final = "mmoe-service"
+HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+
+def access_class(path: str) -> AccessClass:
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        return "open"
+    if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
+        return "admin"
+    return "protected"
+
+
+def _digest(secret: str | bytes) -> bytes:
+    data = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(data).digest()
+
+
+class ApiKeyMiddleware:
+    """Ask for the key where `access_class` says so; pass every other request through."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, inference_needs_key: bool) -> None:
+        self.app = app
+        self._key_digest = None if api_key is None else _digest(api_key)
+        self.inference_needs_key = inference_needs_key
+
+    def presented_key(self, scope: Scope) -> bytes | None:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer" and credentials.strip():
+                    return bytes(credentials.strip())
+            elif name == b"x-api-key" and value:
+                return bytes(value)
+        return None
+
+    def key_is_valid(self, presented: bytes | None) -> bool:
+        if presented is None or self._key_digest is None:
+            return False
+        return hmac.compare_digest(_digest(presented), self._key_digest)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        needed = access_class(scope["path"])
+        if needed == "open" or (needed == "protected" and not self.inference_needs_key):
+            await self.app(scope, receive, send)
+            return
+        if self._key_digest is None:  # an admin route, and no key configured
+            await _refuse(
+                scope,
+                send,
+                403,
+                "admin_disabled",
+                "the admin routes are off because the server has no API key: set MMOE_API_KEY "
+                f"(at least 16 characters) on the server, then {HOW_TO_SEND}",
+                {},
+            )
+            return
+        presented = self.presented_key(scope)
+        if self.key_is_valid(presented):
+            await self.app(scope, receive, send)
+            return
+        if presented is None:
+            message = f"{scope['path']} needs the API key: {HOW_TO_SEND}"
+            challenge = f'Bearer realm="{REALM}"'
+        else:
+            message = f"the API key sent is not the server's key (MMOE_API_KEY); {HOW_TO_SEND}"
+            challenge = f'Bearer realm="{REALM}", error="invalid_token"'
+        await _refuse(scope, send, 401, "unauthorized", message, {"WWW-Authenticate": challenge})
+
+
+async def _refuse(
+    scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str]
+) -> None:
+    body = encode(error_body(code, message, None, current_request_id.get()))
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ] + [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
