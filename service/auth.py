@@ -46,6 +46,12 @@ OPEN_PREFIXES: Final = ("/docs-assets/", "/ui/")
 ADMIN_PREFIX: Final = "/admin/"
 REALM: Final = "mmoe-service"
 HOW_TO_SEND = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+MISSING_KEY = f"this route needs the API key: {HOW_TO_SEND}"
+WRONG_KEY = f"the API key sent is not the server's key (MMOE_API_KEY); {HOW_TO_SEND}"
+ADMIN_DISABLED = (
+    "the admin routes are off because the server has no API key: set MMOE_API_KEY (at least 16 "
+    f"characters) on the server, then {HOW_TO_SEND}"
+)
 
 
 def access_class(path: str) -> AccessClass:
@@ -93,25 +99,17 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         if self._key_digest is None:  # an admin route, and no key configured
-            await _refuse(
-                scope,
-                send,
-                403,
-                "admin_disabled",
-                "the admin routes are off because the server has no API key: set MMOE_API_KEY "
-                f"(at least 16 characters) on the server, then {HOW_TO_SEND}",
-                {},
-            )
+            await _refuse(scope, send, 403, "admin_disabled", ADMIN_DISABLED, {})
             return
         presented = self.presented_key(scope)
         if self.key_is_valid(presented):
             await self.app(scope, receive, send)
             return
         if presented is None:
-            message = f"{scope['path']} needs the API key: {HOW_TO_SEND}"
+            message = MISSING_KEY
             challenge = f'Bearer realm="{REALM}"'
         else:
-            message = f"the API key sent is not the server's key (MMOE_API_KEY); {HOW_TO_SEND}"
+            message = WRONG_KEY
             challenge = f'Bearer realm="{REALM}", error="invalid_token"'
         await _refuse(scope, send, 401, "unauthorized", message, {"WWW-Authenticate": challenge})
 

@@ -27,6 +27,8 @@ from service.validation_errors import describe_problems
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from service.repository import ModelRepository
+
 logger = logging.getLogger("service")
 
 EXIT_MODEL_LOAD = 1
@@ -96,10 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         logger.error("cannot start: %s", error)
         return EXIT_MODEL_LOAD
-    for model in repository:
-        logger.info("serving %s version %d on %s", model.name, model.version, model.provider)
-    default = repository.default
-    logger.info("default model: %s version %d", default.name, default.version)
+    describe_repository(repository)
 
     try:
         check_can_listen(settings.host, settings.port)
@@ -113,10 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     logger.info("uvicorn with loop=%s http=%s, %d worker(s)", loop, http, settings.workers)
     if settings.workers > 1:  # each worker process loads every model itself, at its start-up
-        del repository
         app: object = "service.cli:worker_app"
     else:
         app = create_app(settings, repository)
+    # Only the app holds the repository from here on: a version a reload removes must not
+    # stay referenced by this frame (it is unloaded when its last reference goes).
+    del repository
     uvicorn.run(
         app,  # type: ignore[arg-type]
         factory=settings.workers > 1,
@@ -138,8 +139,15 @@ def worker_app() -> FastAPI:
     from service.app import create_app
 
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT, force=True)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
+
+
+def describe_repository(repository: ModelRepository) -> None:
+    for model in repository:
+        logger.info("serving %s version %d on %s", model.name, model.version, model.provider)
+    default = repository.default
+    logger.info("default model: %s version %d", default.name, default.version)
 
 
 if __name__ == "__main__":

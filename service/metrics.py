@@ -215,6 +215,12 @@ class ServiceMetrics:
     def model_loaded(self, model: str, ok: bool) -> None:
         self.model_loads.labels(model, "loaded" if ok else "failed").inc()
 
+    def started(self, models: Iterable[ServedVersion]) -> None:
+        """The versions loaded at start-up."""
+        for model in models:
+            self.model_loaded(model.name, ok=True)
+        self.last_reload.set_to_current_time()
+
     def reloaded(self, trigger: str, outcome: str, changed_at: float | None) -> None:
         self.reloads.labels(trigger, outcome).inc()
         if changed_at is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.auth import ADMIN_DISABLED, MISSING_KEY, WRONG_KEY, access_class
 from service.errors import error_body
 from service.repository import NOT_LOADED_HINT
 
@@ -65,8 +66,30 @@ PARAMETER_ERROR = _example(
     ],
 )
 
+NO_KEY = _example("no API key", "unauthorized", MISSING_KEY)
+BAD_KEY = _example("wrong API key", "unauthorized", WRONG_KEY)
+NO_ADMIN = _example("admin routes off", "admin_disabled", ADMIN_DISABLED)
+RELOAD_FAILED = _example(
+    "a new version failed",
+    "reload_failed",
+    "1 version(s) or promotion(s) on disk are not served: mmoe-synthetic 2: "
+    "models/mmoe-synthetic/2/model.onnx: sha256 of the ONNX file is 5e1f..., the model card "
+    "says 944b...; the file and its card do not belong together (re-export the model, or "
+    "restore the matching model.onnx); every other change was applied, and what was served "
+    "before keeps serving",
+    {"outcome": "changed", "failed": [{"model": "mmoe-synthetic", "version": 2}], "...": "..."},
+)
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "the server's MMOE_API_KEY"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+WITH_KEY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
 # Examples by status, for every operation, unless the operation's path has its own below.
 EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "401": [NO_KEY, BAD_KEY],
+    "403": [NO_ADMIN],
+    "409": [RELOAD_FAILED],
     "404": [MODEL_NOT_FOUND, VERSION_NOT_FOUND],
     "422": [PARAMETER_ERROR],
     "500": [INTERNAL_ERROR],
@@ -123,7 +146,9 @@ def install(app: FastAPI) -> None:
 
 
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite FastAPI's validation responses and add error examples, in place."""
+    """Rewrite FastAPI's validation responses, say which operations need the API key, and add
+    error examples, in place."""
+    document_security(schema)
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.get("responses", {})
@@ -146,6 +171,30 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
     for name in FASTAPI_VALIDATION_SCHEMAS:
         components.pop(name, None)
     return schema
+
+
+def document_security(schema: dict[str, Any]) -> None:
+    """The API key as the auth middleware asks for it (`service.auth.access_class`): always on
+    /admin routes, optional elsewhere (needed when MMOE_INFERENCE_NEEDS_KEY=true)."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+
+    def error(description: str) -> dict[str, Any]:
+        content = {"application/json": {"schema": {"$ref": ERROR_SCHEMA_REF}}}
+        return {"description": description, "content": content}
+
+    for path, operations in schema.get("paths", {}).items():
+        needed = access_class(path)
+        if needed == "open":
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if needed == "admin":
+                operation["security"] = WITH_KEY
+                responses["401"] = error("No API key, or a wrong one")
+                responses["403"] = error("The server has no API key")
+            else:
+                operation["security"] = [{}, *WITH_KEY]
+                responses["401"] = error("No API key, or a wrong one (MMOE_INFERENCE_NEEDS_KEY)")
 
 
 def _schema_ref(response: dict[str, Any] | None) -> str | None:

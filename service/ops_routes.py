@@ -52,12 +52,7 @@ def build_operations_router(admin: AdminHandler, metrics: ServiceMetrics | None)
         RELOAD_PATH,
         tags=["operations"],
         response_model=schemas.ReloadResult,
-        responses={
-            401: {"model": schemas.ErrorResponse},
-            403: {"model": schemas.ErrorResponse},
-            409: {"model": schemas.ErrorResponse},
-            503: {"model": schemas.ErrorResponse},
-        },
+        responses={409: {"model": schemas.ErrorResponse}, 503: {"model": schemas.ErrorResponse}},
     )
     async def reload_models() -> Response:
         """Load what changed in the model repository now, verified as at start-up, and swap it

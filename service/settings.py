@@ -15,6 +15,7 @@ from service.logs import LogFormat
 ENV_PREFIX = "MMOE_"
 MIN_API_KEY_LENGTH = 16
 MASKED = "********"
+MAKE_A_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def available_cpus() -> int:
@@ -29,7 +30,11 @@ class Settings(BaseSettings):
     """Everything the service can be told. Each field `x` is read from `MMOE_X`."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=()
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),
+        hide_input_in_errors=True,  # an error about MMOE_API_KEY must not print the key
     )
 
     model_repository: Path = Field(
@@ -99,7 +104,6 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(
         None,
-        min_length=MIN_API_KEY_LENGTH,
         description="secret for Authorization: Bearer <key> or X-API-Key; /admin routes need it "
         "(unset: they are off); never logged",
     )
@@ -135,6 +139,16 @@ class Settings(BaseSettings):
             return None
         return parse_version(value)
 
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"the API key must be at least {MIN_API_KEY_LENGTH} characters long; make one "
+                f"with {MAKE_A_KEY}"
+            )
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -147,8 +161,7 @@ class Settings(BaseSettings):
         if self.inference_needs_key and self.api_key is None:
             raise ValueError(
                 "MMOE_INFERENCE_NEEDS_KEY=true needs an API key: set MMOE_API_KEY (at least "
-                f"{MIN_API_KEY_LENGTH} characters, e.g. from `python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))'`)"
+                f"{MIN_API_KEY_LENGTH} characters; make one with {MAKE_A_KEY})"
             )
         return self
 

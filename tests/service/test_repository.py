@@ -8,7 +8,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import onnx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,6 +16,7 @@ from service.errors import ModelLoadError, ModelNotFoundError
 from service.repository import ModelRepository
 from service.runtime import RuntimeOptions
 from service.settings import Settings
+from tests.support import add_version, edit_embedded_card
 
 CPU = RuntimeOptions(provider="cpu", intra_op_threads=1)
 NAME = "mmoe-synthetic"
@@ -29,27 +29,6 @@ def load(root: Path, name: str = NAME, version: int | None = None) -> ModelRepos
 def rewrite_card(version_dir: Path, **changes: object) -> None:
     card = json.loads((version_dir / "model.json").read_text())
     (version_dir / "model.json").write_text(json.dumps(card | changes))
-
-
-def add_version(root: Path, version: int) -> Path:
-    """A copy of version 1 stored as `version`, its card (both copies) and sha256 updated."""
-    target = root / NAME / str(version)
-    shutil.copytree(root / NAME / "1", target)
-    edit_embedded_card(target, version=version)
-    return target
-
-
-def edit_embedded_card(version_dir: Path, **changes: object) -> None:
-    """Change the card in model.json and in the ONNX metadata alike, and fix the sha256."""
-    proto = onnx.load(str(version_dir / "model.onnx"))
-    [entry] = [prop for prop in proto.metadata_props if prop.key == "model_card"]
-    embedded = json.loads(entry.value) | changes
-    embedded["onnx"] = embedded["onnx"] | {"sha256": None}  # a file cannot hold its own hash
-    entry.value = json.dumps(embedded)
-    onnx.save(proto, str(version_dir / "model.onnx"))
-    card = json.loads((version_dir / "model.json").read_text()) | changes
-    card["onnx"]["sha256"] = hashlib.sha256((version_dir / "model.onnx").read_bytes()).hexdigest()
-    (version_dir / "model.json").write_text(json.dumps(card))
 
 
 def test_loads_every_version_and_the_latest_is_the_default(bundled_copy: Path) -> None:

@@ -29,6 +29,14 @@ ENV_NAMES = [
     "MMOE_MAX_INSTANCES",
     "MMOE_MAX_BODY_BYTES",
     "MMOE_LOG_LEVEL",
+    "MMOE_LOG_FORMAT",
+    "MMOE_ACCESS_LOG",
+    "MMOE_API_KEY",
+    "MMOE_INFERENCE_NEEDS_KEY",
+    "MMOE_CORS_ORIGINS",
+    "MMOE_RELOAD_INTERVAL_S",
+    "MMOE_METRICS",
+    "MMOE_GATE_COLLAPSE_THRESHOLD",
 ]
 
 
@@ -60,6 +68,14 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
         "MMOE_MAX_INSTANCES": 1024,
         "MMOE_MAX_BODY_BYTES": 8388608,
         "MMOE_LOG_LEVEL": "info",
+        "MMOE_LOG_FORMAT": "text",
+        "MMOE_ACCESS_LOG": False,
+        "MMOE_API_KEY": None,
+        "MMOE_INFERENCE_NEEDS_KEY": False,
+        "MMOE_CORS_ORIGINS": [],
+        "MMOE_RELOAD_INTERVAL_S": 0.0,
+        "MMOE_METRICS": True,
+        "MMOE_GATE_COLLAPSE_THRESHOLD": 0.01,
     }
 
 
@@ -67,12 +83,16 @@ def test_every_setting_is_read_from_its_environment_variable(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
     values = ["/srv/models", "omoe-tiny", "3", "0.0.0.0", "9000", "CPU", "3", "false", "64",
-              "500", "2", "32", "8", "4", "0", "16", "4096", "DEBUG"]  # fmt: skip
+              "500", "2", "32", "8", "4", "0", "16", "4096", "DEBUG",
+              "JSON", "true", "a-key-of-twenty-chars", "true",
+              "https://a.example, https://b.example", "2.5", "false", "0.05"]  # fmt: skip
     for name, value in zip(ENV_NAMES, values, strict=True):
         clean_env.setenv(name, value)
     settings = Settings()
     assert list(settings.describe()) == ENV_NAMES
-    assert settings.model_dump() == {
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "a-key-of-twenty-chars"
+    assert settings.model_dump(exclude={"api_key"}) == {
         "model_repository": Path("/srv/models"),
         "model_name": "omoe-tiny",
         "model_version": 3,
@@ -91,6 +111,13 @@ def test_every_setting_is_read_from_its_environment_variable(
         "max_instances": 16,
         "max_body_bytes": 4096,
         "log_level": "debug",
+        "log_format": "json",
+        "access_log": True,
+        "inference_needs_key": True,
+        "cors_origins": ["https://a.example", "https://b.example"],
+        "reload_interval_s": 2.5,
+        "metrics": False,
+        "gate_collapse_threshold": 0.05,
     }
 
 
@@ -115,6 +142,10 @@ def test_an_empty_or_latest_version_means_the_latest(
         ("MMOE_INLINE_MAX_ROWS", "-1"),
         ("MMOE_WORKERS", "0"),
         ("MMOE_BATCHING", "maybe"),
+        ("MMOE_LOG_FORMAT", "xml"),
+        ("MMOE_RELOAD_INTERVAL_S", "-1"),
+        ("MMOE_GATE_COLLAPSE_THRESHOLD", "1"),
+        ("MMOE_API_KEY", "too-short"),
         *[("MMOE_MODEL_VERSION", version) for version in ("01", "0", "٣", "2147483648")],
     ],
 )
