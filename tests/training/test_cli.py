@@ -286,3 +286,16 @@ def test_the_example_configs_load_and_name_their_model(path):
     result = train_command("--config", str(path), "--print-config")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(config.model_dump_json())
+
+
+def test_json_logs_are_one_object_per_line(tmp_path):
+    result = train_command(*TINY, "--dry-run", "--log-format", "json",
+                           "--export.models_dir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert lines, "the trainer logged nothing"
+    for line in lines:
+        assert list(line)[:5] == ["time", "level", "logger", "message", "request_id"]
+        assert line["request_id"] is None
+    assert any(line["logger"].startswith("training.") for line in lines)
+    assert any("epoch" in line["message"] for line in lines)
