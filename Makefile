@@ -76,17 +76,23 @@ bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one afte
 bench-table: $(VENV)/.installed-dev  ## a 1M-row CSV trained streamed vs in memory: time, peak RSS -> out/benchmarks
 	$(BIN)/python benchmarks/table_streaming.py $(ARGS)
 
-# The browser of the offline /docs test (tests/e2e/test_docs_offline.py): Debian's chromium,
+# The gate explorer's screenshot in the docs is the browser test's own (tests/e2e/test_gate_explorer.py);
+# without MMOE_SCREENSHOT_DIR that test writes it to out/screenshots/.
+.PHONY: screenshots
+screenshots: $(VENV)/.installed-dev chromium  ## re-take docs/images/gate-explorer.png with the browser test
+	MMOE_SCREENSHOT_DIR=docs/images $(BIN)/python -m pytest tests/e2e/test_gate_explorer.py -q
+
+# The browser of the page tests (test_docs_offline.py, test_gate_explorer.py): Debian's chromium,
 # installed here when it is missing and this runs as root, as in CI. Elsewhere the test skips
 # with the command to run, except under CI=true, where it fails.
 .PHONY: chromium
 chromium:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's chromium for the offline /docs test" >&2; \
+	    echo "installing Debian's chromium for the /docs and /ui browser tests" >&2; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
-	  else echo "note: the offline /docs test needs Debian's chromium: sudo apt-get install chromium" >&2; fi; }
+	  else echo "note: the /docs and /ui browser tests need Debian's chromium: sudo apt-get install chromium" >&2; fi; }
 
 # wrk drives the serving benchmark and its smoke test (tests/e2e/test_bench_serve.py): Debian's
 # package, installed here when it is missing and this runs as root, as in CI. Elsewhere the test

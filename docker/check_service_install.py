@@ -123,6 +123,10 @@ def serve_bundled_model(python: Path, work: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.load(response)
         print("served", answer["model"], "tasks", sorted(answer["tasks"]))
+        for path in ("/ui", "/ui/assets/app.js", "/ui/assets/style.css", "/metrics"):
+            # the gate explorer's files are package data: a non-editable install must ship them
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as page:
+                print(f"GET {path}: {page.status}, {len(page.read())} bytes")
     finally:
         server.terminate()
         server.wait(timeout=20)

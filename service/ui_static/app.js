@@ -6,7 +6,7 @@ const REFRESH_MS = 5000;
 const KEY_STORAGE = "mmoe-api-key";
 
 const $ = (id) => document.getElementById(id);
-const state = { metadata: null, utilisationTimer: null };
+const state = { metadata: null, utilisationTimer: null, connectedKey: null };
 
 function headers(json) {
   const result = json ? { "Content-Type": "application/json" } : {};
@@ -239,7 +239,7 @@ async function refreshUtilisation() {
     block.append(element(
       "p",
       "facts",
-      `${rows.value} rows; normalised entropy ${entropy ? entropy.value.toFixed(3) : "?"}; ` +
+      `${rows.value} ${rows.value === 1 ? "row" : "rows"}; normalised entropy ${entropy ? entropy.value.toFixed(3) : "?"}; ` +
         `${below ? below.value : "?"} experts below the collapse threshold`,
     ));
     block.append(gateBars(means, task));
@@ -247,11 +247,24 @@ async function refreshUtilisation() {
   }
 }
 
+function connect() {
+  const key = $("api-key").value.trim();
+  if (document.body.dataset.ready === "true" && key === state.connectedKey) return;
+  state.connectedKey = key;
+  say("");
+  document.body.dataset.ready = "false";
+  loadModels()
+    .then(() => {
+      document.body.dataset.ready = "true";
+    })
+    .catch((error) => say(error.message, true));
+}
+
 function start() {
   $("api-key").value = sessionStorage.getItem(KEY_STORAGE) || "";
   $("api-key").addEventListener("change", () => {
     sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
-    loadModels().catch((error) => say(error.message, true));
+    connect();
   });
   $("model").addEventListener("change", () => fillVersions().catch((e) => say(e.message, true)));
   $("version").addEventListener("change", () => loadVersion().catch((e) => say(e.message, true)));
@@ -260,11 +273,7 @@ function start() {
   $("predict-form").addEventListener("submit", predict);
   $("refresh-seconds").textContent = String(REFRESH_MS / 1000);
   state.utilisationTimer = setInterval(() => refreshUtilisation(), REFRESH_MS);
-  loadModels()
-    .then(() => {
-      document.body.dataset.ready = "true";
-    })
-    .catch((error) => say(error.message, true));
+  connect();
 }
 
 document.addEventListener("DOMContentLoaded", start);

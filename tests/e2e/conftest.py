@@ -1,7 +1,14 @@
-"""A real `python -m service` process on a free loopback port, ready before any test talks to it."""
+"""A real `python -m service` process on a free loopback port, ready before any test talks to it;
+and a headless Chromium for the tests of the pages (/docs, /redoc, /ui).
+
+The browser is Debian's `chromium` (`make test` installs it when it runs as root, as in CI),
+driven by Playwright. Without it the browser tests skip on a developer's machine and fail in CI
+(CI=true)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.support import REPO_ROOT, copy_bundled, environment_without_settings, free_port
 
@@ -99,3 +107,44 @@ def start_server(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ServerPr
     yield start
     for process in started:
         process.stop()
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        message = (
+            "Debian's chromium is not installed: apt-get install chromium (make test installs it "
+            "when run as root)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = chromium_path()
+    arguments = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium's sandbox refuses root
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=arguments)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def offline_page(browser: Browser, server_url: str) -> tuple[Page, list[str]]:
+    """A page whose requests reach the server only; the list collects every blocked URL."""
+    page = browser.new_page()
+    blocked: list[str] = []
+
+    def only_the_server(route: Route) -> None:
+        if route.request.url.startswith(f"{server_url}/"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    return page, blocked

@@ -7,57 +7,14 @@ driven by Playwright. Without it the tests skip on a developer's machine and fai
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser
+
+from tests.e2e.conftest import offline_page
 
 RENDER_TIMEOUT_MS = 30_000
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        message = (
-            "Debian's chromium is not installed: apt-get install chromium (make test installs it "
-            "when run as root)"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    arguments = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium's sandbox refuses root
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=arguments)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def offline_page(browser: Browser, server_url: str) -> tuple[Page, list[str]]:
-    """A page whose requests reach the server only; the list collects every blocked URL."""
-    page = browser.new_page()
-    blocked: list[str] = []
-
-    def only_the_server(route: Route) -> None:
-        if route.request.url.startswith(f"{server_url}/"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_the_server)
-    return page, blocked
 
 
 def operations(server_url: str) -> list[tuple[str, str]]:
