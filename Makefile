@@ -35,10 +35,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-serve  ## serve the bundled default model on http://127.0.0.1:8000
 	$(BIN)/python -m service
 
-test: $(VENV)/.installed-dev chromium wrk  ## run the test suite (what CI runs)
+test: $(VENV)/.installed-dev chromium wrk promtool  ## run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed-dev chromium wrk  ## the test suite without the slow tests (the bundled model's retraining)
+test-fast: $(VENV)/.installed-dev chromium wrk promtool  ## the test suite without the slow tests (the bundled model's retraining)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev  ## ruff lint and format check, mypy, import contracts
@@ -108,6 +108,17 @@ wrk:
 
 bench-serve: $(VENV)/.installed-dev wrk  ## the service vs the HTTP floor and a naive FastAPI+torch service (~4 min) -> out/benchmarks
 	$(BIN)/python benchmarks/serve.py $(ARGS)
+
+# promtool, for the test of the Prometheus rules (tests/e2e/test_prometheus_rules.py): Debian's
+# prometheus package, installed here when it is missing and this runs as root, as in CI.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's prometheus (promtool) for the test of the alerting rules" >&2; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "note: the alerting rules test needs promtool: sudo apt-get install prometheus" >&2; fi; }
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -139,6 +139,13 @@ class Settings(BaseSettings):
             return None
         return parse_version(value)
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None  # MMOE_API_KEY= (as compose passes an unset variable): no key
+        return value
+
     @field_validator("api_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:

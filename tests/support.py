@@ -1,6 +1,6 @@
 """What many tests share: the bundled models (copied, never served from the working tree), new
 versions made from them, free loopback ports, and an environment without the caller's MMOE_*
-settings."""
+settings. Standard library at import time: docker/check_service_install.py uses it too."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import shutil
 import socket
 import uuid
 from pathlib import Path
-
-import onnx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODELS = REPO_ROOT / "models"
@@ -49,6 +47,8 @@ def environment_without_settings() -> dict[str, str]:
 
 def edit_embedded_card(version_dir: Path, **changes: object) -> None:
     """Change the card in model.json and in the ONNX metadata alike, and fix the sha256."""
+    import onnx  # here: docker/check_service_install.py imports this module without onnx
+
     proto = onnx.load(str(version_dir / "model.onnx"))
     [entry] = [prop for prop in proto.metadata_props if prop.key == "model_card"]
     embedded = json.loads(entry.value) | changes

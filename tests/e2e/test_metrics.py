@@ -4,6 +4,7 @@ counts, instances, batches and the gate utilisation equal what the responses ret
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.metrics import LATENCY_BUCKETS
 from tests.e2e.conftest import ServerProcess
-from tests.support import bundled_version_dir, copy_bundled
+from tests.support import REPO_ROOT, bundled_version_dir, copy_bundled
 
 NAME = "mmoe-synthetic"
 TASKS = ["task_1", "task_2"]
@@ -165,3 +167,19 @@ def test_the_metrics_route_is_gone_when_metrics_are_off(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/metrics").status_code == 404
     finally:
         server.stop()
+
+
+def test_every_metric_the_prometheus_rules_use_is_exposed(metrics_server: ServerProcess) -> None:
+    httpx.post(f"{metrics_server.url}/predict", json={"instances": [[0.5] * 100]})
+    text = httpx.get(f"{metrics_server.url}/metrics").text
+    families = list(text_string_to_metric_families(text))
+    exposed = {family.name for family in families} | {
+        sample.name for family in families for sample in family.samples
+    }  # a family may have no sample yet (no version has failed)
+    rules = (REPO_ROOT / "docker" / "prometheus" / "rules.yml").read_text()
+    used = set(re.findall(r"\b(mmoe_[a-z_]+)", rules))
+    assert used >= {"mmoe_gate_weight_sum_total", "mmoe_gate_rows_total",
+                    "mmoe_http_request_duration_seconds_bucket"}  # fmt: skip
+    assert used - exposed == set()
+    for bucket in re.findall(r'le="([0-9.]+)"', rules):
+        assert float(bucket) in LATENCY_BUCKETS  # a bound the histogram really has

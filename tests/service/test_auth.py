@@ -168,6 +168,7 @@ def test_a_short_key_or_a_key_requirement_without_a_key_is_a_settings_error() ->
     assert "short-secret" not in str(refused.value)
     with pytest.raises(ValidationError, match="MMOE_INFERENCE_NEEDS_KEY=true needs an API key"):
         Settings(inference_needs_key=True)
+    assert Settings(api_key="").api_key is None  # compose passes an unset variable as empty
 
 
 def test_cors_is_off_by_default(repository: Path) -> None:
