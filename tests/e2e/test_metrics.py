@@ -129,12 +129,13 @@ def test_counts_and_gate_means_equal_what_the_responses_returned(
             value(samples, "mmoe_gate_weight_mean", **task_labels, expert=str(e))
             for e in range(EXPERTS)
         ]
-        np.testing.assert_allclose(counted, gate_sums[k], rtol=1e-12)
+        # float32 precision: the server sums each batch in float32 (BLAS), batches in float64
+        np.testing.assert_allclose(counted, gate_sums[k], rtol=1e-6)
         expected_mean = gate_sums[k] / total_rows
-        np.testing.assert_allclose(means, expected_mean, rtol=1e-12)
+        np.testing.assert_allclose(means, expected_mean, rtol=1e-6)
         entropy = -sum(p * math.log(p) for p in expected_mean) / math.log(EXPERTS)
         assert value(samples, "mmoe_gate_normalised_entropy", **task_labels) == pytest.approx(
-            entropy, rel=1e-12
+            entropy, rel=1e-6
         )
         below = sum(1 for p in expected_mean if p < THRESHOLD)
         assert value(samples, "mmoe_gate_experts_below_threshold", **task_labels) == below

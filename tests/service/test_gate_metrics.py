@@ -52,9 +52,9 @@ def test_sums_rows_and_means_over_batches_equal_the_rows_seen() -> None:
         for e in range(4):
             expert = tuple(sorted((*labels, ("expert", str(e)))))
             total = every_row[:, t, e].sum()
-            assert samples[("mmoe_gate_weight_sum_total", expert)] == pytest.approx(total, 1e-12)
+            assert samples[("mmoe_gate_weight_sum_total", expert)] == pytest.approx(total, rel=1e-6)
             mean = samples[("mmoe_gate_weight_mean", expert)]
-            assert mean == pytest.approx(total / 262, rel=1e-12)
+            assert mean == pytest.approx(total / 262, rel=1e-6)
 
 
 def test_omoe_reports_its_one_gate_under_every_task() -> None:
