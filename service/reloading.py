@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from anyio import to_thread
 
@@ -148,6 +148,13 @@ class RepositoryStatus:
         }
 
 
+class ReloadTarget(Protocol):
+    """What a reload reads and swaps: `handlers.ServiceState` is one."""
+
+    repository: ModelRepository | None
+    status: RepositoryStatus
+
+
 @dataclass
 class _Plan:
     """What a reload found, prepared in a worker thread, applied on the event loop."""
@@ -166,7 +173,7 @@ class RepositoryReloader:
 
     def __init__(
         self,
-        state: Any,  # handlers.ServiceState: `repository` and `status`
+        state: ReloadTarget,
         root: Path,
         default_name: str,
         default_version: int | None,
@@ -197,7 +204,9 @@ class RepositoryReloader:
                 logger.exception("the repository poll failed")
 
     def _plan(self, trigger: Trigger) -> _Plan | None:
-        current: ModelRepository = self.state.repository
+        current = self.state.repository
+        if current is None:
+            raise RuntimeError("a reload needs the repository loaded at start-up")
         try:
             disk = self._scan()
         except (OSError, ModelLoadError) as error:
@@ -305,7 +314,8 @@ class RepositoryReloader:
         self._signature = plan.signature
         now = time.time()
         new = plan.repository
-        old: ModelRepository = self.state.repository
+        old = self.state.repository
+        assert old is not None  # _plan checked it
         if new is None:
             outcome: Outcome = "rejected"
             logger.error(
