@@ -130,7 +130,7 @@ def test_health_and_model_metadata(server: Any) -> None:
         {
             "status": "ready",
             "default_model": {"name": "mmoe-synthetic", "version": 1},
-            "loaded": {"mmoe-synthetic": [1]},
+            "loaded": {"mmoe-adult": [1], "mmoe-synthetic": [1]},
             "failed": [],
         },
     )

@@ -22,6 +22,12 @@ CLIENTS = 8
 DEADLINE_S = 60.0
 
 
+def versions_of(listing: dict[str, Any]) -> list[int]:
+    [model] = [model for model in listing["models"] if model["name"] == NAME]
+    versions: list[int] = model["versions"]
+    return versions
+
+
 class Traffic:
     """`CLIENTS` clients sending /predict (default model, no version) back to back."""
 
@@ -87,7 +93,7 @@ async def scenario(server: ServerProcess, repository: Path) -> None:
         reloaded = await admin.post("/admin/reload", headers={"Authorization": f"Bearer {KEY}"})
         assert reloaded.status_code == 200, reloaded.text
         # (the poll may have loaded it first: then this reload found nothing left to do)
-        assert (await admin.get("/models")).json()["models"][0]["versions"] == [1, 2]
+        assert versions_of((await admin.get("/models")).json()) == [1, 2]
         swapped_at = time.monotonic()  # the swap happened before the answer
         await traffic.until(50)
         # Take version 1 away; the poll notices and unloads it once its last request is done.
@@ -97,7 +103,7 @@ async def scenario(server: ServerProcess, repository: Path) -> None:
 
         async def only_version_2() -> bool:
             listing.update((await admin.get("/models")).json())
-            return bool(listing["models"][0]["versions"] == [2] and listing["unloading"] == [])
+            return bool(versions_of(listing) == [2] and listing["unloading"] == [])
 
         await wait_for(only_version_2, listing)
         await traffic.until(50)

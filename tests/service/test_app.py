@@ -54,7 +54,7 @@ def test_not_ready_until_the_models_are_loaded(bundled_copy: Path) -> None:
         assert ready.json() == {
             "status": "ready",
             "default_model": {"name": "mmoe-synthetic", "version": 1},
-            "loaded": {"mmoe-synthetic": [1]},
+            "loaded": {"mmoe-adult": [1], "mmoe-synthetic": [1]},
             "failed": [],
         }
         assert client.post("/predict", json={"instances": [ROW]}).status_code == 200

@@ -44,6 +44,12 @@ def answering_version(client: TestClient, **body: object) -> int:
     return version
 
 
+def versions_of(listing: dict[str, Any], name: str = NAME) -> list[int]:
+    [model] = [model for model in listing["models"] if model["name"] == name]
+    versions: list[int] = model["versions"]
+    return versions
+
+
 def remove_version(root: Path, version: int) -> None:
     """Take a version out of the repository at once, as an operator's `mv` would."""
     (root / NAME / str(version)).rename(root / NAME / f".retired-{uuid.uuid4().hex}")
@@ -76,9 +82,9 @@ def test_a_new_version_is_loaded_and_becomes_the_latest(bundled_copy: Path) -> N
         assert answering_version(client) == 2
         assert answering_version(client, version=1) == 1
         listing = client.get("/models").json()
-        assert listing["models"][0]["versions"] == [1, 2]
+        assert versions_of(listing) == [1, 2]
         assert listing["repository"]["last_reload"] == report
-        assert client.get("/health/ready").json()["loaded"] == {NAME: [1, 2]}
+        assert client.get("/health/ready").json()["loaded"][NAME] == [1, 2]
         again = client.post("/admin/reload", headers=ADMIN).json()
         assert (again["outcome"], again["generation"], again["loaded"]) == ("unchanged", 2, [])
 
@@ -106,7 +112,7 @@ def test_a_corrupt_new_version_is_rejected_and_the_old_one_answers(
         assert client.get("/models").json()["failed"] == [failure]
         ready = client.get("/health/ready")
         assert (ready.status_code, ready.json()["failed"]) == (200, [failure])
-        assert ready.json()["loaded"] == {NAME: [1]}
+        assert ready.json()["loaded"][NAME] == [1]
         rejected = [r for r in caplog.records if r.getMessage().startswith("rejected ")]
         assert [r.getMessage() for r in rejected] == [
             f"rejected {NAME} version 2: {failure['reason']}; it is not served"
@@ -131,7 +137,7 @@ def test_a_served_version_broken_in_place_keeps_answering_from_memory(bundled_co
         [failure] = refused.json()["error"]["details"]["failed"]
         assert failure["reason"].startswith(f"{card}: invalid model card: tasks: ")
         assert answering_version(client) == 1
-        assert client.get("/health/ready").json()["loaded"] == {NAME: [1]}
+        assert client.get("/health/ready").json()["loaded"][NAME] == [1]
 
 
 def test_removing_the_default_model_is_rejected_as_a_whole(bundled_copy: Path) -> None:
@@ -140,7 +146,7 @@ def test_removing_the_default_model_is_rejected_as_a_whole(bundled_copy: Path) -
         refused = client.post("/admin/reload", headers=ADMIN)
         assert refused.status_code == 409
         reason = (
-            f"the default model {NAME!r} is not in the repository (models: []); set "
+            f"the default model {NAME!r} is not in the repository (models: ['mmoe-adult']); set "
             "MMOE_MODEL_NAME to one of them, or train it"
         )
         assert refused.json()["error"]["message"] == (
@@ -199,7 +205,7 @@ def test_a_removed_version_finishes_its_requests_then_unloads(bundled_copy: Path
         report = client.post("/admin/reload", headers=ADMIN).json()
         assert report["unloaded"] == [{"model": NAME, "version": 1}]
         assert client.get("/models").json()["unloading"] == [{"model": NAME, "version": 1}]
-        assert client.get("/models").json()["models"][0]["versions"] == [2]
+        assert versions_of(client.get("/models").json()) == [2]
         runner.release.set()
         answered = in_flight.result(timeout=DEADLINE_S)
         assert (answered.status_code, answered.json()["model"]["version"]) == (200, 1)
@@ -214,7 +220,7 @@ def test_polling_loads_a_new_version_by_itself_and_logs_a_failure_once(
     with client_for(bundled_copy, reload_interval_s=0.05) as client:
         add_version(bundled_copy, 2)
         deadline = time.monotonic() + DEADLINE_S
-        while client.get("/health/ready").json()["loaded"] != {NAME: [1, 2]}:
+        while client.get("/health/ready").json()["loaded"][NAME] != [1, 2]:
             assert time.monotonic() < deadline, "the poll never loaded version 2"
             time.sleep(0.05)  # polling interval of the test, not synchronisation
         assert client.get("/models").json()["repository"]["last_reload"]["trigger"] == "poll"
