@@ -6,7 +6,7 @@ const REFRESH_MS = 5000;
 const KEY_STORAGE = "mmoe-api-key";
 
 const $ = (id) => document.getElementById(id);
-const state = { metadata: null, utilisationTimer: null, connectedKey: null };
+const state = { metadata: null, named: false, utilisationTimer: null, connectedKey: null };
 
 function headers(json) {
   const result = json ? { "Content-Type": "application/json" } : {};
@@ -76,29 +76,69 @@ async function loadVersion() {
   const version = $("version").value;
   const metadata = JSON.parse(await api(`models/${encodeURIComponent(name)}/versions/${version}`));
   state.metadata = metadata;
-  const experts = metadata.card.experts.count;
-  $("model-facts").textContent =
-    `${metadata.architecture}, ${metadata.tasks.length} tasks, ${experts} experts, ` +
-    `${metadata.input_dim} features, on ${metadata.provider}`;
-  const names = metadata.card.input.feature_names ||
+  const card = metadata.card;
+  const categorical = (card.categorical && card.categorical.features) || [];
+  const numeric = card.input.feature_names ||
     Array.from({ length: metadata.input_dim }, (_, i) => `feature ${i}`);
+  const kinds = categorical.length
+    ? `${numeric.length} numeric and ${categorical.length} categorical features`
+    : `${numeric.length} features`;
+  $("model-facts").textContent =
+    `${metadata.architecture}, ${metadata.tasks.length} tasks, ${card.experts.count} experts, ` +
+    `${kinds}, on ${metadata.provider}`;
+  const stats = {};
+  for (const column of (card.data && card.data.numeric) || []) stats[column.name] = column;
   const container = $("features");
-  container.replaceChildren();
-  names.forEach((name, index) => {
-    const label = element("label", "feature");
-    label.append(element("span", "", name));
-    const input = element("input");
-    input.type = "number";
-    input.step = "any";
-    input.required = true;
-    input.value = "0";
-    input.name = name;
-    input.dataset.index = index;
-    label.append(input);
-    container.append(label);
-  });
+  container.replaceChildren(
+    ...numeric.map((feature) => numberField(feature, card.input.accepts_missing, stats[feature])),
+    ...categorical.map(categoryField),
+  );
+  state.named = Boolean(categorical.length);
+  container.classList.toggle("wide", [...numeric, ...categorical.map((f) => f.name)].some(
+    (feature) => feature.length > 5,
+  ));
   $("result").replaceChildren();
   await refreshUtilisation();
+}
+
+function field(name) {
+  const label = element("label", "feature");
+  label.append(element("span", "", name));
+  return label;
+}
+
+// A number; empty means missing where the model imputes it. `stats`: the training mean and
+// standard deviation the card records, which Randomise draws from.
+function numberField(name, acceptsMissing, stats) {
+  const label = field(name);
+  const input = element("input", "feature-value");
+  input.type = "number";
+  input.step = "any";
+  input.required = !acceptsMissing;
+  input.placeholder = acceptsMissing ? "missing" : "";
+  input.value = "0";
+  input.name = name;
+  input.dataset.mean = stats ? stats.mean : 0;
+  input.dataset.std = stats ? stats.std : 1;
+  label.append(input);
+  return label;
+}
+
+// One of the card's vocabulary, or missing.
+function categoryField(feature) {
+  const label = field(feature.name);
+  const select = element("select", "feature-value");
+  select.name = feature.name;
+  const missing = element("option", "", "(missing)");
+  missing.value = "";
+  select.append(missing, ...feature.vocabulary.map((value) => {
+    const option = element("option", "", value);
+    option.value = value;
+    return option;
+  }));
+  select.value = feature.vocabulary[0];
+  label.append(select);
+  return label;
 }
 
 function normal() {
@@ -108,14 +148,29 @@ function normal() {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
-function setFeatures(value) {
+function randomise() {
   for (const input of $("features").querySelectorAll("input")) {
-    input.value = String(value());
+    const value = Number(input.dataset.mean) + Number(input.dataset.std) * normal();
+    input.value = value.toFixed(3);
+  }
+  for (const select of $("features").querySelectorAll("select")) {
+    select.selectedIndex = 1 + Math.floor(Math.random() * (select.options.length - 1));
   }
 }
 
+function zeros() {
+  for (const input of $("features").querySelectorAll("input")) input.value = "0";
+  for (const select of $("features").querySelectorAll("select")) select.selectedIndex = 1;
+}
+
+// The row as /predict takes it: an array of numbers, or (a model with categorical features)
+// an object of named values, null for a missing one.
 function featureRow() {
-  return Array.from($("features").querySelectorAll("input"), (input) => Number(input.value));
+  const values = Array.from($("features").querySelectorAll(".feature-value"), (control) => [
+    control.name,
+    control.value === "" ? null : control.tagName === "SELECT" ? control.value : Number(control.value),
+  ]);
+  return state.named ? Object.fromEntries(values) : values.map(([, value]) => value);
 }
 
 function gateBars(weights, task) {
@@ -268,8 +323,8 @@ function start() {
   });
   $("model").addEventListener("change", () => fillVersions().catch((e) => say(e.message, true)));
   $("version").addEventListener("change", () => loadVersion().catch((e) => say(e.message, true)));
-  $("randomise").addEventListener("click", () => setFeatures(() => normal().toFixed(3)));
-  $("zeros").addEventListener("click", () => setFeatures(() => 0));
+  $("randomise").addEventListener("click", randomise);
+  $("zeros").addEventListener("click", zeros);
   $("predict-form").addEventListener("submit", predict);
   $("refresh-seconds").textContent = String(REFRESH_MS / 1000);
   state.utilisationTimer = setInterval(() => refreshUtilisation(), REFRESH_MS);

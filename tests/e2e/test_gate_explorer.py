@@ -143,6 +143,50 @@ def test_the_page_draws_the_gate_weights_the_api_answers(
     page.close()
 
 
+def test_a_table_model_takes_named_numbers_and_categories(
+    keyed_server: ServerProcess, browser: Browser
+) -> None:
+    url = keyed_server.url
+    page, blocked = offline_page(browser, url)
+    page.goto(f"{url}/ui")
+    page.fill("#api-key", KEY)
+    page.press("#api-key", "Tab")
+    page.wait_for_selector("body[data-ready='true']", timeout=TIMEOUT_MS)
+    page.select_option("#model", "mmoe-adult")
+    page.wait_for_selector("#features select[name='workclass']", timeout=TIMEOUT_MS)
+    card = httpx.get(f"{url}/models/mmoe-adult/versions/1", headers=AUTH).json()["card"]
+    vocabularies = {feature["name"]: feature["vocabulary"] for feature in card["categorical"][
+        "features"]}  # fmt: skip
+    page.click("#randomise")
+    controls: list[dict[str, str]] = page.eval_on_selector_all(
+        "#features .feature-value",
+        "controls => controls.map(c => ({name: c.name, tag: c.tagName, value: c.value}))",
+    )
+    assert [c["name"] for c in controls] == card["input"]["feature_names"] + list(vocabularies)
+    instance: dict[str, float | str] = {}
+    for control in controls:
+        if control["tag"] == "SELECT":
+            assert control["value"] in vocabularies[control["name"]]
+            instance[control["name"]] = control["value"]
+        else:
+            instance[control["name"]] = float(control["value"])
+    page.click("#submit")
+    page.wait_for_selector("#result .bar-row", timeout=TIMEOUT_MS)
+    answer = httpx.post(
+        f"{url}/predict",
+        json={"instances": [instance], "model": "mmoe-adult", "version": 1},
+        headers=AUTH,
+    ).json()
+    drawn = bars(page, "#result")
+    assert list(drawn) == ["income", "never_married"]
+    for task, weights in drawn.items():
+        assert [weight for weight, _ in weights] == answer["tasks"][task]["gate_weights"][0]
+        shown = page.get_attribute(f"#result .task[data-task='{task}'] .prediction", "data-value")
+        assert float(shown or "nan") == answer["tasks"][task]["predictions"][0]
+    assert blocked == []
+    page.close()
+
+
 def test_the_page_loads_nothing_from_elsewhere(keyed_server: ServerProcess) -> None:
     page = httpx.get(f"{keyed_server.url}/ui")
     assert page.status_code == 200
