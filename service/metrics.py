@@ -5,19 +5,21 @@ per /predict request), per onnxruntime call (`observe_batch`: inference time, ro
 per call, and the gate weights, see `service.gate_metrics`), on every model load and repository
 reload, and read at scrape time (queue depth, the model versions and providers in use, failed
 and unloading versions). Label children are made once per label set and kept, so counting is a
-few dictionary look-ups and lock-protected additions. `docs/operations.md` explains each metric.
+few dictionary look-ups and list appends, binned in bulk (`service.buffered_metrics`).
+`docs/operations.md` explains each metric.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from service.buffered_metrics import BufferedHistogram, HistogramBuffer
 from service.gate_metrics import GatedModel, GateUtilisation, ModelKey
 
 # Seconds: from a fast /predict (~0.3 ms) to a slow reload or a large batch.
@@ -87,46 +89,35 @@ class ServiceMetrics:
     def __init__(self, collapse_threshold: float) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.requests = Counter(
-            "mmoe_http_requests",
-            "HTTP requests answered, by method, route template and status",
-            ["method", "route", "status"],
-            registry=registry,
-        )
-        self.request_seconds = Histogram(
+        # The histograms on the request path buffer their observations (service.buffered_metrics)
+        self.request_seconds = self._histogram(
             "mmoe_http_request_duration_seconds",
             "Time from the request's arrival to the end of its response",
             ["method", "route", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            total_name="mmoe_http_requests",
+            total_documentation="HTTP requests answered, by method, route template and status",
         )
-        self.instances = Histogram(
+        self.instances = self._histogram(
             "mmoe_request_instances",
             "Instances (rows) per prediction request",
             ["model"],
-            buckets=ROW_BUCKETS,
-            registry=registry,
+            ROW_BUCKETS,
         )
-        self.inference_seconds = Histogram(
+        self.inference_seconds = self._histogram(
             "mmoe_inference_duration_seconds",
             "Time of one onnxruntime call (a micro-batch), without queueing",
             ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
-        self.batch_rows = Histogram(
-            "mmoe_batch_rows",
-            "Rows per onnxruntime call",
-            ["model", "version"],
-            buckets=ROW_BUCKETS,
-            registry=registry,
+        self.batch_rows = self._histogram(
+            "mmoe_batch_rows", "Rows per onnxruntime call", ["model", "version"], ROW_BUCKETS
         )
-        self.batch_requests = Histogram(
+        self.batch_requests = self._histogram(
             "mmoe_batch_requests",
             "Requests merged into one onnxruntime call",
             ["model", "version"],
-            buckets=ROW_BUCKETS,
-            registry=registry,
+            ROW_BUCKETS,
         )
         self.inference_errors = Counter(
             "mmoe_inference_errors",
@@ -158,9 +149,24 @@ class ServiceMetrics:
         registry.register(self.gates)
         self._repository_view: Callable[[], RepositoryView | None] = lambda: None
         registry.register(_RepositoryCollector(lambda: self._repository_view()))
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._batch_children: dict[ModelKey, tuple[Any, Any, Any]] = {}
-        self._instance_children: dict[str, Any] = {}
+        self._request_buffers: dict[tuple[str, str, int], HistogramBuffer] = {}
+        self._batch_buffers: dict[ModelKey, tuple[HistogramBuffer, ...]] = {}
+        self._instance_buffers: dict[str, HistogramBuffer] = {}
+
+    def _histogram(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: list[str],
+        buckets: tuple[float, ...],
+        total_name: str | None = None,
+        total_documentation: str = "",
+    ) -> BufferedHistogram:
+        histogram = BufferedHistogram(
+            name, documentation, labelnames, buckets, total_name, total_documentation
+        )
+        self.registry.register(histogram)
+        return histogram
 
     def watch_repository(self, view: Callable[[], RepositoryView | None]) -> None:
         self._repository_view = view
@@ -170,19 +176,17 @@ class ServiceMetrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
-        children = self._request_children.get(key)
-        if children is None:
-            labels = (method, route, str(status))
-            children = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        buffer = self._request_buffers.get(key)
+        if buffer is None:
+            buffer = self.request_seconds.labels(method, route, str(status))
+            self._request_buffers[key] = buffer
+        buffer.observe(seconds)
 
     def observe_instances(self, model: str, count: int) -> None:
-        child = self._instance_children.get(model)
-        if child is None:
-            child = self._instance_children[model] = self.instances.labels(model)
-        child.observe(count)
+        buffer = self._instance_buffers.get(model)
+        if buffer is None:
+            buffer = self._instance_buffers[model] = self.instances.labels(model)
+        buffer.observe(count)
 
     def observe_batch(
         self,
@@ -195,18 +199,18 @@ class ServiceMetrics:
     ) -> None:
         """One onnxruntime call: its time, size and (when it succeeded) its gate weights."""
         key = (model.name, model.version)
-        children = self._batch_children.get(key)
-        if children is None:
+        buffers = self._batch_buffers.get(key)
+        if buffers is None:
             labels = (model.name, str(model.version))
-            children = (
+            buffers = (
                 self.inference_seconds.labels(*labels),
                 self.batch_rows.labels(*labels),
                 self.batch_requests.labels(*labels),
             )
-            self._batch_children[key] = children
-        children[0].observe(seconds)
-        children[1].observe(rows)
-        children[2].observe(requests)
+            self._batch_buffers[key] = buffers
+        buffers[0].observe(seconds)
+        buffers[1].observe(rows)
+        buffers[2].observe(requests)
         if failed:
             self.inference_errors.labels(*map(str, key)).inc()
         elif gates is not None:
@@ -231,7 +235,7 @@ class ServiceMetrics:
         keys = list(keys)
         self.gates.forget(keys)
         for key in keys:
-            if self._batch_children.pop(key, None) is not None:
+            if self._batch_buffers.pop(key, None) is not None:
                 labels = (key[0], str(key[1]))
                 for metric in (self.inference_seconds, self.batch_rows, self.batch_requests):
                     metric.remove(*labels)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.gate_metrics import GateUtilisation, mean_gate_statistics
+from service.gate_metrics import FOLD_EVERY_BATCHES, GateUtilisation, mean_gate_statistics
 
 
 @dataclass
@@ -93,3 +93,16 @@ def test_forgotten_versions_have_no_series_and_a_new_shape_starts_over() -> None
     collector.observe(FakeModel(version=2), softmax(np.zeros((2, 2, 5))))  # files replaced
     [(_tasks, sums, rows)] = collector.snapshot().values()
     assert (sums.shape, rows) == ((2, 5), 2)
+
+
+def test_batches_kept_aside_are_summed_every_fold_and_at_the_scrape() -> None:
+    collector = GateUtilisation(collapse_threshold=0.01)
+    batch = softmax(np.random.default_rng(5).normal(size=(3, 2, 4)))
+    for _ in range(FOLD_EVERY_BATCHES + 2):
+        collector.observe(FakeModel(), batch)
+    assert len(collector._pending) == 2  # folded once on the way; two wait for the scrape
+    [(_tasks, sums, rows)] = collector.snapshot().values()
+    assert rows == 3 * (FOLD_EVERY_BATCHES + 2)
+    expected = batch.astype(np.float64).sum(axis=0) * (FOLD_EVERY_BATCHES + 2)
+    np.testing.assert_allclose(sums, expected, rtol=1e-12)
+    assert collector._pending == []
