@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import error_body
 from service.json_encoding import encode
-from service.logs import current_request_id
+from service.middleware import request_id_of
 
 AccessClass = Literal["open", "protected", "admin"]
 
@@ -117,10 +117,13 @@ class ApiKeyMiddleware:
 async def _refuse(
     scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str]
 ) -> None:
-    body = encode(error_body(code, message, None, current_request_id.get()))
+    request_id = request_id_of(scope)
+    body = encode(error_body(code, message, None, request_id))
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ] + [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    if request_id is not None:  # (the fast /predict chain's request layer adds no header)
+        raw_headers.append((b"x-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

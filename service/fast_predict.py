@@ -10,21 +10,23 @@ of a small request. Every other request goes to FastAPI unchanged.
 from __future__ import annotations
 
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ServiceError, error_body
 from service.handlers import PredictHandler
 from service.json_encoding import encode
-from service.middleware import assign_request_id, internal_error_body
+from service.middleware import assign_request_id, internal_error_body, request_id_of
 from service.request_body import ClientDisconnected, receive_body
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
 class ServiceApp(FastAPI):
-    """FastAPI, except that POST /predict goes straight to `fast_predict` when one is set."""
+    """FastAPI, except that POST /predict goes straight to `fast_predict` when one is set: the
+    endpoint behind the same request, CORS and API key layers as FastAPI's routes
+    (`service.app.edge_layers`)."""
 
-    fast_predict: FastPredictEndpoint | None = None
+    fast_predict: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.fast_predict
@@ -45,7 +47,7 @@ class FastPredictEndpoint:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = assign_request_id(scope)
+        request_id = request_id_of(scope) or assign_request_id(scope)
         headers = [JSON_CONTENT_TYPE]
         try:
             body = await receive_body(scope, receive, self.max_body_bytes)

@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from anyio import to_thread
 from fastapi.testclient import TestClient
 
 from service.app import create_app, load_repository
-from service.model import ModelOutputs, ServedModel
+from service.inference import BatchModel, InferenceRunner, Tensors
 from tests.service.conftest import REQUEST_ID, settings_for
 from tests.support import add_version
 
@@ -180,19 +181,19 @@ def test_promoted_json_is_read_again(bundled_copy: Path) -> None:
         assert answering_version(client) == 2
 
 
-class HeldRunner:
-    """Runs each request only once the test lets it: a request held in flight."""
+class HeldRunner(InferenceRunner):
+    """The service's runner, except that each request runs only once the test lets it: a
+    request held in flight."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    async def run(
-        self, model: ServedModel, features: np.ndarray, return_gates: bool
-    ) -> ModelOutputs:
+    async def run(self, model: BatchModel, inputs: Mapping[str, np.ndarray]) -> Tensors:
         self.entered.set()
         await to_thread.run_sync(self.release.wait)
-        return model.predict(features, return_gates)
+        return await super().run(model, inputs)
 
 
 def test_a_removed_version_finishes_its_requests_then_unloads(bundled_copy: Path) -> None:
