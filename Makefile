@@ -106,8 +106,9 @@ wrk:
 	      apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
 	  else echo "note: the serving benchmark needs wrk: sudo apt-get install wrk" >&2; fi; }
 
-bench-serve: $(VENV)/.installed-dev wrk  ## the service vs the HTTP floor and a naive FastAPI+torch service (~4 min) -> out/benchmarks
+bench-serve: $(VENV)/.installed-dev wrk  ## the service vs the HTTP floor and a naive FastAPI+torch service, then with vs without metrics (~8 min) -> out/benchmarks
 	$(BIN)/python benchmarks/serve.py $(ARGS)
+	$(BIN)/python benchmarks/metrics_overhead.py $(ARGS)
 
 # promtool, for the test of the Prometheus rules (tests/e2e/test_prometheus_rules.py): Debian's
 # prometheus package, installed here when it is missing and this runs as root, as in CI.

@@ -79,3 +79,32 @@ def test_the_serving_benchmark_says_how_to_install_wrk(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "wrk is not installed. Install it with `sudo apt-get install wrk`" in completed.stderr
     assert not (tmp_path / "serve.json").exists()
+
+
+def test_the_metrics_overhead_benchmark_runs_quick_and_writes_its_results(tmp_path: Path) -> None:
+    require_wrk()
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/metrics_overhead.py", "--quick", "--out", str(tmp_path),
+         "--env", "MMOE_BATCHING=true"],  # a serve.py option (make bench-serve's ARGS): named
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "metrics_overhead.py: not used here: --env MMOE_BATCHING=true" in completed.stderr
+    record = json.loads((tmp_path / "metrics_overhead.json").read_text())
+    assert (record["benchmark"], record["quick"]) == ("metrics_overhead", True)
+    assert [row["workload"] for row in record["results"]] == WORKLOADS
+    for row in record["results"]:
+        for server in ("with metrics", "without metrics"):
+            assert row[server]["requests_per_s"] > 0 and row[server]["cpu_us_per_request"] > 0
+        with_metrics, without = row["with metrics"], row["without metrics"]
+        ratio = with_metrics["requests_per_s"] / without["requests_per_s"]
+        assert row["requests_per_s_ratio"] == pytest.approx(ratio, abs=0.001)
+    counted = record["counted"]
+    assert counted["http_requests"] > 0 and counted["onnxruntime_calls"] > 0
+    assert counted["gate_rows"] > 0
+    markdown = (tmp_path / "metrics_overhead.md").read_text()
+    assert "| 1 instance, concurrency 32 |" in markdown
+    assert "--quick: a smoke run, not a measurement" in markdown
