@@ -111,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     logger.info("uvicorn with loop=%s http=%s, %d worker(s)", loop, http, settings.workers)
+    if settings.workers > 1:
+        logger.info(
+            "each of the %d workers keeps its own metrics and model repository: a scrape of "
+            "/metrics or a POST /admin/reload reaches one of them (docs/operations.md, several "
+            "workers)",
+            settings.workers,
+        )
     if settings.workers > 1:  # each worker process loads every model itself, at its start-up
         app: object = "service.cli:worker_app"
     else:
