@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  mmoe-train --config configs/mmoe-adult.toml  # UCI Adult, two binary tasks\n"
             "  torchrun --standalone --nproc-per-node 2 -m training \\\n"
             "      --config configs/mmoe-adult.toml          # data-parallel, 2 processes\n"
+            "  mmoe-train --export.name mmoe-synthetic --export.triton_dir triton-models\n"
             "Lists and objects take JSON: --train.loss_weights '[1, 0.5]'. Paths are relative to "
             "the directory you run in."
         ),
@@ -181,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from training import distributed  # torch loads only when needed
+    from training.export_triton import TritonExportError, describe
     from training.pipeline import ExportRefusedError, run
     from training.publish import PublishError
     from training.tabular.reader import DataError
@@ -195,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except ConfigError as error:
         parser.exit(2, f"mmoe-train: error: {error}\n")
-    except (PublishError, ExportRefusedError, DataError) as error:
+    except (PublishError, ExportRefusedError, DataError, TritonExportError) as error:
         parser.exit(1, f"mmoe-train: error: {error}\n")
     finally:
         distributed.leave()
@@ -219,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"training.promotion {card.name} {card.version} --models-dir "
                 f"{config.export.models_dir}"
             )
+    if result.triton is not None:
+        print("\n".join(describe(result.triton, config.export.triton_device)))
+    elif config.export.triton_dir is not None and result.path is not None:
+        print(
+            f"not exported for Triton: version {card.version} is not the promoted version; "
+            f"export it by hand with: python -m training.export_triton {result.path} "
+            f"{config.export.triton_dir}"
+        )
     return 0
 
 

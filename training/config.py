@@ -178,6 +178,19 @@ class ExportConfig(_Strict):
         le=1.0,
         description="if-better: how much worse, relatively, each task's metric may be",
     )
+    triton_dir: Path | None = Field(
+        None,
+        description="also export the version, when it is promoted, into this Triton model "
+        "repository with a KServe InferenceService (python -m training.export_triton)",
+    )
+    triton_device: Literal["gpu", "cpu"] = Field(
+        "gpu", description="Triton export: where config.pbtxt and the InferenceService run it"
+    )
+    triton_storage_uri: str | None = Field(
+        None,
+        description="Triton export: where the repository will be uploaded, for the "
+        "InferenceService's storageUri (default: a placeholder to replace)",
+    )
     rtol: float = Field(1e-4, gt=0.0, le=0.1, description="validation: relative tolerance")
     atol: float = Field(1e-5, gt=0.0, le=0.1, description="validation: absolute tolerance")
 

@@ -27,6 +27,12 @@ from training.batches import Shard
 from training.config import ConfigError, RunConfig, SyntheticDataConfig
 from training.data import PreparedData, prepare_synthetic
 from training.export import InferenceGraph, expected_signature, export_onnx, validate_export
+from training.export_triton import (
+    TritonExport,
+    TritonExportError,
+    TritonExportOptions,
+    export_triton,
+)
 from training.models import count_parameters
 from training.promotion import PromotionDecision, current_card, decide
 from training.publish import (
@@ -48,6 +54,7 @@ class RunResult:
     card: ModelCard
     graph: InferenceGraph  # the trained PyTorch model as exported
     promotion: PromotionDecision | None  # None for a dry run
+    triton: TritonExport | None = None  # the Triton export, when asked for and promoted
 
 
 class ExportRefusedError(RuntimeError):
@@ -155,7 +162,19 @@ def run(
         # Without a pointer the highest version is served: pin the one served until now.
         reason = f"kept: version {version} was not promoted ({decision.reason})"
         promote(export.models_dir, name, current.version, reason)
-    return RunResult(path, final_card, graph, decision)
+    triton = None
+    if export.triton_dir is not None and decision.promote:
+        options = TritonExportOptions(
+            device=export.triton_device, storage_uri=export.triton_storage_uri
+        )
+        try:
+            triton = export_triton(path, export.triton_dir, options)
+        except TritonExportError as error:
+            raise TritonExportError(
+                f"version {version} is published and promoted, but the Triton export failed: "
+                f"{error}"
+            ) from None
+    return RunResult(path, final_card, graph, decision, triton)
 
 
 def _refuse_non_finite(metrics: dict[str, dict[str, dict[str, float | None]]]) -> None:

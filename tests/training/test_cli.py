@@ -42,12 +42,54 @@ def last_line(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def exported_tiny(tmp_path_factory) -> Path:
-    models_dir = tmp_path_factory.mktemp("models")
-    result = train_command(*TINY, "--export.models_dir", str(models_dir))
+def tiny_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """One tiny training, exported into a model repository and (promoted) for Triton."""
+    work = tmp_path_factory.mktemp("tiny")
+    result = train_command(
+        *TINY,
+        "--export.models_dir", str(work / "models"),
+        "--export.triton_dir", str(work / "triton"),
+        "--export.triton_storage_uri", "gs://example-bucket/triton",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"exported tiny version 1 to {models_dir}/tiny/1"
+    return result
+
+
+@pytest.fixture(scope="module")
+def exported_tiny(tiny_run) -> Path:
+    models_dir = Path(tiny_run.args[tiny_run.args.index("--export.models_dir") + 1])
+    assert tiny_run.stdout.splitlines()[0] == f"exported tiny version 1 to {models_dir}/tiny/1"
     return models_dir / "tiny" / "1"
+
+
+def test_the_promoted_version_is_also_exported_for_triton_when_asked(tiny_run, exported_tiny):
+    triton_dir = exported_tiny.parents[2] / "triton"
+    assert tiny_run.stdout.splitlines()[-2:] == [
+        f"exported {triton_dir}/tiny/1 for Triton: {triton_dir}/tiny/config.pbtxt runs it on the "
+        "GPU; configs/cpu.pbtxt and configs/gpu.pbtxt beside it are chosen with tritonserver "
+        "--model-config-name=cpu|gpu",
+        f"wrote the KServe InferenceService {triton_dir}/tiny-inferenceservice.yaml (storageUri "
+        "gs://example-bucket/triton)",
+    ]
+    written = sorted(str(path.relative_to(triton_dir)) for path in triton_dir.rglob("*"))
+    assert written == [
+        "tiny",
+        "tiny-inferenceservice.yaml",
+        "tiny/.publish.lock",
+        "tiny/1",
+        "tiny/1/model.json",
+        "tiny/1/model.onnx",
+        "tiny/config.pbtxt",
+        "tiny/configs",
+        "tiny/configs/cpu.pbtxt",
+        "tiny/configs/gpu.pbtxt",
+    ]
+    for name in ("model.onnx", "model.json"):
+        assert (triton_dir / "tiny/1" / name).read_bytes() == (exported_tiny / name).read_bytes()
+    config = (triton_dir / "tiny/config.pbtxt").read_text()
+    assert config == (triton_dir / "tiny/configs/gpu.pbtxt").read_text()
+    assert 'name: "tiny"\n' in config
+    assert "    dims: [ 10 ]\n" in config  # --data.input_dim 10
 
 
 def test_cli_model_runs_in_onnxruntime_like_the_same_model_in_pytorch(exported_tiny, tmp_path):
