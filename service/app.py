@@ -33,6 +33,8 @@ from service.middleware import RequestMiddleware
 from service.model import ServedModel
 from service.ops_routes import build_operations_router
 from service.reloading import RepositoryReloader, RepositoryStatus
+from service.oip.handlers import InferenceProtocolHandler
+from service.oip.routes import build_protocol_router
 from service.repository import ModelRepository
 from service.routes import build_router
 from service.runtime import RuntimeOptions
@@ -159,6 +161,10 @@ def create_app(
         build_router(HealthHandler(state), ModelsHandler(state), predict, settings.max_body_bytes)
     )
     app.include_router(build_operations_router(AdminHandler(state, reloader), metrics))
+    protocol = InferenceProtocolHandler(
+        state, runner, settings.max_instances, settings.max_body_bytes
+    )
+    app.include_router(build_protocol_router(protocol, settings.max_body_bytes))
     return app
 
 

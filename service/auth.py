@@ -10,7 +10,8 @@ Routes fall in three classes by path, so a route added later (the Open Inference
 
 The key arrives as `Authorization: Bearer <key>` or `X-API-Key: <key>`. It is compared in
 constant time (the sha256 digests of both, so not even the length leaks), never logged and
-never echoed. A missing or wrong key is a 401 in the one error shape with `WWW-Authenticate`.
+never echoed. A missing or wrong key is a 401 in the one error shape (the protocol's
+`{"error": ...}` on /v2) with `WWW-Authenticate`.
 Preflight requests (OPTIONS with Access-Control-Request-Method) never reach this middleware when
 CORS is on: the CORS middleware sits outside it and answers them.
 """
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import error_body
 from service.json_encoding import encode
 from service.middleware import request_id_of
+from service.oip.errors import on_protocol_route, protocol_error_body
 
 AccessClass = Literal["open", "protected", "admin"]
 
@@ -118,7 +120,10 @@ async def _refuse(
     scope: Scope, send: Send, status: int, code: str, message: str, headers: dict[str, str]
 ) -> None:
     request_id = request_id_of(scope)
-    body = encode(error_body(code, message, None, request_id))
+    if on_protocol_route(scope["path"]):  # the Open Inference Protocol's own error shape
+        body = encode(protocol_error_body(message))
+    else:
+        body = encode(error_body(code, message, None, request_id))
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -1,4 +1,5 @@
-"""Map every exception a request can raise onto the one error shape (`service.errors`)."""
+"""Map every exception a request can raise onto the one error shape (`service.errors`), or, on the
+Open Inference Protocol's routes, onto the protocol's (`service.oip.errors`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from service.errors import ServiceError, error_body
 from service.json_encoding import encode
 from service.middleware import request_id_of
+from service.oip.errors import on_protocol_route, protocol_error_body, protocol_status
 from service.validation_errors import describe_problems, message_of
 
 
@@ -23,7 +25,11 @@ def error_response(
     details: object = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body = error_body(code, message, details, request_id_of(request.scope))
+    if on_protocol_route(request.url.path):
+        body = protocol_error_body(message)
+        status = protocol_status(status)
+    else:
+        body = error_body(code, message, details, request_id_of(request.scope))
     return Response(encode(body), status, headers=headers, media_type="application/json")
 
 

@@ -108,7 +108,7 @@ class ModelsHandler:
 
     def version(self, name: str, version: str) -> dict[str, Any]:
         repository = self.state.require_repository()
-        return repository.get(name, _parse_version(repository, name, version)).metadata()
+        return repository.get(name, version_from_path(repository, name, version)).metadata()
 
     @staticmethod
     def _summary(repository: ModelRepository, name: str) -> dict[str, Any]:
@@ -174,7 +174,7 @@ class PredictHandler:
         return encode_prediction(model, ModelOutputs.of(outputs, return_gates))
 
 
-def _parse_version(repository: ModelRepository, name: str, version: str) -> int:
+def version_from_path(repository: ModelRepository, name: str, version: str) -> int:
     """A version path segment: `parse_version`'s rule, or 'latest'."""
     if version == "latest":
         return repository.latest(name)

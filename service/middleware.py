@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import error_body
 from service.json_encoding import encode
 from service.logs import current_request_id
+from service.oip.errors import on_protocol_route, protocol_error_body
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("service.access")
@@ -57,18 +58,18 @@ def assign_request_id(scope: Scope) -> str:
 
 
 def internal_error_body(scope: Scope, request_id: str) -> bytes:
-    """Log the exception being handled with its request id; the client's 500 body."""
+    """Log the exception being handled with its request id; the client's 500 body (in the Open
+    Inference Protocol's shape on its routes)."""
     logger.exception(
         "unhandled error in %s %s (request id %s)", scope["method"], scope["path"], request_id
     )
-    body = error_body(
-        "internal_error",
+    message = (
         f"the server failed to answer this request; it is logged under request id "
-        f"{request_id}: quote it when reporting the problem",
-        None,
-        request_id,
+        f"{request_id}: quote it when reporting the problem"
     )
-    return encode(body)
+    if on_protocol_route(scope["path"]):
+        return encode(protocol_error_body(message))
+    return encode(error_body("internal_error", message, None, request_id))
 
 
 def route_template(scope: Scope, routes: list[BaseRoute]) -> str:

@@ -1,5 +1,6 @@
 """The OpenAPI schema as the service really answers: every error response in the one error shape,
-each with examples of real bodies.
+each with examples of real bodies (on the Open Inference Protocol's routes, the protocol's shape:
+`service.oip.openapi`).
 
 FastAPI declares a 422 with its own `HTTPValidationError` body for every operation that has
 parameters, but the service answers every error as `{"error": {...}}` (`service.errors`). That
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from service.auth import ADMIN_DISABLED, MISSING_KEY, WRONG_KEY, access_class
 from service.errors import error_body
 from service.repository import NOT_LOADED_HINT
+from service.oip.openapi import document_protocol
 
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorResponse"
 FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
@@ -139,7 +141,7 @@ def install(app: FastAPI) -> None:
 
     def schema() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(generate())
+            app.openapi_schema = document_protocol(document_errors(generate()))
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]

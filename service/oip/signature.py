@@ -56,15 +56,15 @@ def check_inputs(
     expected = {spec.name: spec for spec in inputs_of(model)}
     given = {tensor.name: tensor for tensor in tensors}
     listed = ", ".join(str(spec) for spec in expected.values())
-    for name in given:
-        if name not in expected:
-            raise InvalidInferenceRequestError(
-                f"{model_label(model)} has no input {name!r}; its inputs are {listed}"
-            )
     for name in expected:
         if name not in given:
             raise InvalidInferenceRequestError(
                 f"missing input {name!r}: {model_label(model)} takes {listed}"
+            )
+    for name in given:
+        if name not in expected:
+            raise InvalidInferenceRequestError(
+                f"{model_label(model)} has no input {name!r}; its inputs are {listed}"
             )
     rows: dict[str, int] = {}
     for name, spec in expected.items():

@@ -1,0 +1,182 @@
+"""The protocol's routes in process, over every model kind (MMoE, OMoE, Shared-Bottom): v2 answers
+/predict's numbers, errors take the protocol's shape (and only on /v2), and the OpenAPI examples
+are the bodies the service really answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app, load_repository
+from service.model import ServedModel
+from service.oip.types import ProtocolErrorResponse
+from service.settings import Settings
+from tests.service.conftest import REQUEST_ID, TINY_MODELS
+
+MODELS = ["mmoe-synthetic", *TINY_MODELS]
+
+
+def input_dim(client: TestClient, model: str) -> int:
+    metadata = client.get(f"/v2/models/{model}").json()
+    return int(metadata["inputs"][0]["shape"][1])
+
+
+def binary_infer(client: TestClient, model: str, features: np.ndarray) -> dict[str, np.ndarray]:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": list(features.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": features.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    response = client.post(
+        f"/v2/models/{model}/infer",
+        content=header + features.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    length = int(response.headers["inference-header-content-length"])
+    described = orjson.loads(response.content[:length])
+    arrays, offset = {}, length
+    for output in described["outputs"]:
+        size = output["parameters"]["binary_data_size"]
+        array = np.frombuffer(response.content[offset : offset + size], dtype=np.float32)
+        arrays[output["name"]] = array.reshape(output["shape"])
+        offset += size
+    assert offset == len(response.content)
+    return arrays
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_v2_and_predict_agree_for_every_model(trained_client: TestClient, model: str) -> None:
+    features = np.random.default_rng(5).normal(size=(7, input_dim(trained_client, model)))
+    features = features.astype(np.float32)
+    answered = binary_infer(trained_client, model, features)
+    predicted = trained_client.post(
+        "/predict", json={"instances": features.tolist(), "model": model}
+    ).json()
+    tasks = list(predicted["tasks"].values())
+    predictions = np.array([task["predictions"] for task in tasks], dtype=np.float32).T
+    assert answered["predictions"].tobytes() == predictions.tobytes()
+    if model == "shared-bottom-tiny":
+        assert list(answered) == ["predictions"]
+        assert all(task["gate_weights"] is None for task in tasks)
+    else:
+        gates = answered["gates"]
+        for k, task in enumerate(tasks):
+            shared = 0 if gates.shape[1] == 1 else k  # OMoE: one gate for every task
+            expected = np.array(task["gate_weights"], dtype=np.float32)
+            assert gates[:, shared, :].tobytes() == expected.tobytes()
+
+
+def test_model_metadata_follows_each_graph(trained_client: TestClient) -> None:
+    outputs = {
+        model: trained_client.get(f"/v2/models/{model}/versions/latest").json()["outputs"]
+        for model in MODELS
+    }
+    assert outputs["shared-bottom-tiny"] == [
+        {"name": "predictions", "datatype": "FP32", "shape": [-1, 2]}
+    ]
+    assert outputs["omoe-tiny"][1] == {"name": "gates", "datatype": "FP32", "shape": [-1, 1, 8]}
+
+
+def test_errors_on_v2_take_the_protocols_shape_and_only_there(trained_client: TestClient) -> None:
+    v2 = trained_client.get("/v2/models/nope")
+    assert v2.status_code == 404
+    assert v2.json() == {
+        "error": "no model named 'nope'; available models: ['mmoe-synthetic', 'omoe-tiny', "
+        "'shared-bottom-tiny'] (the server loads the model repository at start-up: restart it "
+        "to serve a model or version published since)"
+    }
+    assert v2.headers["x-request-id"] == REQUEST_ID
+    own = trained_client.get("/models/nope")
+    assert own.json()["error"]["code"] == "model_not_found"
+    assert trained_client.post("/v2/models/mmoe-synthetic/ready").json() == {
+        "error": "POST is not allowed on /v2/models/mmoe-synthetic/ready; allowed: GET"
+    }
+    bad_version = trained_client.get("/v2/models/mmoe-synthetic/versions/01")
+    assert bad_version.status_code == 404
+    assert bad_version.json()["error"].startswith(
+        "model 'mmoe-synthetic' has no version '01'; a version is a whole number"
+    )
+
+
+class ExplodingRunner:
+    async def run(self, model: ServedModel, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+
+def examples_of(schema: dict[str, Any], path: str, status: str) -> dict[str, Any]:
+    operation = schema["paths"][path]
+    operation = operation.get("post") or operation["get"]
+    content = operation["responses"][status]["content"]["application/json"]
+    assert content["schema"] == {"$ref": "#/components/schemas/ProtocolErrorResponse"}
+    return {name: example["value"] for name, example in content["examples"].items()}
+
+
+def test_every_v2_error_example_is_a_body_the_service_answers(bundled_copy: Path) -> None:
+    settings = Settings(model_repository=bundled_copy, provider="cpu", intra_op_threads=1)
+    repository = load_repository(settings)
+    client = TestClient(create_app(settings, repository))
+    schema = client.get("/openapi.json").json()
+    infer = "/v2/models/{name}/infer"
+    row = {"name": "features", "shape": [1, 100], "datatype": "FP32"}
+    header = orjson.dumps({"inputs": [{**row, "parameters": {"binary_data_size": 400}}]})
+
+    def post(body: bytes | dict[str, Any], header_length: int | None = None) -> Any:
+        headers = (
+            {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
+        )
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        return client.post("/v2/models/mmoe-synthetic/infer", content=content, headers=headers)
+
+    answers = {
+        "binary_tensor_shorter_than_its_shape": post(header + b"\0" * 396, len(header)),
+        "wrong_shape": post({"inputs": [{**row, "shape": [1, 99], "data": [0.5] * 99}]}),
+        "missing_input": post({"inputs": [{**row, "name": "x", "data": [0.5] * 100}]}),
+        "unknown_datatype": post({"inputs": [{**row, "datatype": "FLOAT32", "data": [0.5]}]}),
+    }
+    examples = examples_of(schema, infer, "400")
+    assert set(examples) == set(answers)
+    for name, response in answers.items():
+        assert (response.status_code, response.json()) == (400, examples[name]), name
+
+    too_many = post({"inputs": [{**row, "shape": [1025, 100], "data": [0.5] * 102500}]})
+    assert too_many.json() == examples_of(schema, infer, "413")["too_many_rows"]
+    not_found = examples_of(schema, "/v2/models/{name}/versions/{version}/infer", "404")
+    assert client.post("/v2/models/mmoe-synthetic-v2/infer").json() == not_found["unknown_model"]
+    assert (
+        client.post("/v2/models/mmoe-synthetic/versions/7/infer").json()
+        == not_found["unknown_version"]
+    )
+    starting = TestClient(create_app(settings))  # no start-up: not ready
+    ready_503 = examples_of(schema, "/v2/health/ready", "503")
+    assert starting.get("/v2/health/ready").status_code == 503
+    assert starting.get("/v2/health/ready").json() == ready_503["models_still_loading"]
+
+    exploding = TestClient(
+        create_app(settings, repository, protocol_runner=ExplodingRunner()),
+        headers={"X-Request-ID": "5f0c2a8e9d3b4c71a2e6f0b9c8d7e6a5"},
+        raise_server_exceptions=False,
+    )
+    failed = exploding.post(
+        "/v2/models/mmoe-synthetic/infer", json={"inputs": [{**row, "data": [0.5] * 100}]}
+    )
+    assert failed.status_code == 500
+    assert failed.json() == examples_of(schema, infer, "500")["unexpected_failure"]
+    for examples in (examples_of(schema, infer, status) for status in ("400", "404", "413")):
+        for example in examples.values():
+            ProtocolErrorResponse.model_validate(example)
