@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from service.runtime import TensorSignature
-from tests.support import copy_bundled
+from tests.support import REPO_ROOT, copy_bundled
 from training.triton import BatchingOptions, Instances, model_config, service_name
 
 ModelConfig = model_config_pb2.ModelConfig
@@ -241,4 +242,36 @@ def test_a_directory_that_is_not_a_version_is_refused(tmp_path):
         f"python -m training.export_triton: error: {models}/mmoe-synthetic is not a model version "
         "directory (models/<name>/<version>): a version is a whole number from 1 to 2147483647 "
         "with no leading zero"
+    )
+
+
+def deploy_section() -> str:
+    text = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    start = text.index("## Moving to Triton / KServe")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_deploy_docs_export_command_writes_the_config_they_show(tmp_path):
+    section = deploy_section()
+    command = re.search(r"^ {4}(python -m training\.export_triton .*?)\n\n", section, re.S | re.M)
+    assert command is not None
+    arguments = shlex.split(command.group(1).replace("\\\n", " "))
+    assert arguments[:3] == ["python", "-m", "training.export_triton"]
+    copy_bundled(tmp_path / "models")
+    result = subprocess.run(
+        [sys.executable, *arguments[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    shown = section.split("```\n")[1]
+    written = tmp_path / "triton-models" / "mmoe-synthetic" / "config.pbtxt"
+    assert written.read_text() == shown
+    manifest = yaml.safe_load(
+        (written.parents[1] / "mmoe-synthetic-inferenceservice.yaml").read_text()
+    )
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] in section
+    listed = re.findall(r"^ {4}(triton-models/\S+)", section, re.M)
+    assert sorted(listed) == sorted(
+        str(path.relative_to(tmp_path))
+        for path in (tmp_path / "triton-models").rglob("*")
+        if path.is_file() and path.name not in (".publish.lock", "model.json")
     )
