@@ -6,6 +6,8 @@ tensors travel as JSON or as binary data."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +20,7 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
-from tests.support import bundled_version_dir
+from tests.support import REPO_ROOT, bundled_version_dir
 
 MODEL = "mmoe-synthetic"
 D = 100
@@ -374,3 +376,34 @@ def test_the_documented_example_request_is_answered(server: Any) -> None:
     body = response.json()
     assert body["id"] == "42"
     assert [output["name"] for output in body["outputs"]] == ["predictions", "gates"]
+
+
+def api_doc_section() -> str:
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    start = text.index("## Open Inference Protocol (KServe v2)")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_api_docs_python_example_runs(server: Any) -> None:
+    code = api_doc_section().split("```python\n")[1].split("```")[0]
+    code = code.replace('"127.0.0.1:8000"', repr(server.url.removeprefix("http://")))
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/api.md", "exec"), namespace)
+    assert namespace["result"].as_numpy("predictions").shape == (32, 2)
+    assert namespace["result"].as_numpy("gates").shape == (32, 2, 8)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_api_docs_curl_example_answers_as_shown(server: Any) -> None:
+    block = api_doc_section().split("```bash\n")[1].split("```")[0]
+    script = "\n".join(line for line in block.splitlines() if not line.startswith("#"))
+    script = script.replace("localhost:8000", server.url)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    body = orjson.loads(result.stdout)
+    assert body["model_name"] == MODEL and body["model_version"] == "1"
+    assert [(o["name"], o["datatype"], o["shape"]) for o in body["outputs"]] == [
+        ("predictions", "FP32", [1, 2])
+    ]
