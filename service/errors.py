@@ -73,6 +73,13 @@ class MissingFeaturesError(InvalidInstanceError):
     code = "missing_features"
 
 
+class InvalidInferenceRequestError(InvalidRequestError):
+    """A malformed Open Inference Protocol request, or one that does not fit the model (400 on
+    the protocol's routes, which answer 400 where the rest of the service answers 422)."""
+
+    code = "invalid_inference_request"
+
+
 class TooManyInstancesError(ServiceError):
     status = 413
     code = "too_many_instances"

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from service.errors import InvalidRequestError, PayloadTooLargeError
+from service.errors import InvalidInferenceRequestError, PayloadTooLargeError
 from service.json_encoding import encode
 from service.oip import datatypes
 from service.oip.datatypes import Datatype
@@ -38,12 +38,6 @@ ALLOWED_JSON_TYPES: Final[dict[str, set[type]]] = {
     "int": {int},
     "float": {int, float},
 }
-
-
-class InvalidInferenceRequestError(InvalidRequestError):
-    """The client's inference request is malformed (400 on the protocol's routes)."""
-
-    code = "invalid_inference_request"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import TooManyInstancesError
+from service.errors import InvalidInferenceRequestError, TooManyInstancesError
 from service.model import ServedModel
 from service.oip import datatypes
-from service.oip.codec import DecodedRequest, InputTensor, InvalidInferenceRequestError
+from service.oip.codec import DecodedRequest, InputTensor
 from service.runtime import TensorSignature
 
 

@@ -102,11 +102,11 @@ def test_every_error_code_of_the_service_has_its_class() -> None:
 def test_an_unknown_route_is_a_service_error_with_its_code(bundled_copy: Path) -> None:
     settings = settings_for(bundled_copy)
     with TestClient(create_app(settings, load_repository(settings))) as http:
-        client = MMoEClient("http://testserver/v2", http=http)
+        client = MMoEClient("http://testserver/api", http=http)
         with pytest.raises(ServiceError) as error:
             client.predict(ROWS)
     assert (error.value.status, error.value.code) == (404, "not_found")
-    assert str(error.value) == "no route for POST /v2/predict; the API is described at /docs"
+    assert str(error.value) == "no route for POST /api/predict; the API is described at /docs"
 
 
 def test_input_the_client_cannot_send_is_a_client_error() -> None:

@@ -10,10 +10,9 @@ import numpy as np
 import orjson
 import pytest
 
-from service.errors import PayloadTooLargeError
+from service.errors import InvalidInferenceRequestError, PayloadTooLargeError
 from service.oip.codec import (
     DecodedRequest,
-    InvalidInferenceRequestError,
     decode_request,
     decompress,
     encode_response,
