@@ -14,7 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 Parameters = dict[str, Any]
-Dimension = Annotated[StrictInt, Field(ge=0)]
+Dimension = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]  # int64, as Triton reads shapes
+MAX_RANK = 32  # dimensions of one tensor: bounds the work a shape can ask for
 
 TENSOR_DATA_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -40,7 +41,9 @@ class _Request(BaseModel):
 
 class RequestInput(_Request):
     name: StrictStr = Field(description="the model input this tensor feeds", examples=["features"])
-    shape: list[Dimension] = Field(description="the tensor's shape, batch axis first")
+    shape: list[Dimension] = Field(
+        max_length=MAX_RANK, description="the tensor's shape, batch axis first"
+    )
     datatype: StrictStr = Field(description="the element type: FP32, INT64, ...")
     parameters: Parameters | None = Field(
         None,

@@ -228,6 +228,12 @@ def test_a_json_only_response_has_no_header_length():
             "integer",
         ),
         (
+            orjson.dumps({"inputs": [{**binary_features(), "shape": [2**40] * 33}]}),
+            None,
+            "invalid inference request: inputs[0] ('features').shape: List should have at most "
+            "32 items after validation, not 33",
+        ),
+        (
             orjson.dumps({"inputs": [{"shape": [2, 3], "datatype": "FP32", "data": []}]}),
             None,
             "invalid inference request: inputs[0].name: Field required",

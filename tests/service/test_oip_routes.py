@@ -107,6 +107,14 @@ def test_errors_on_v2_take_the_protocols_shape_and_only_there(trained_client: Te
     assert trained_client.post("/v2/models/mmoe-synthetic/ready").json() == {
         "error": "POST is not allowed on /v2/models/mmoe-synthetic/ready; allowed: GET"
     }
+    too_large = trained_client.post("/v2/models/mmoe-synthetic/infer", content=b" " * 65537)
+    assert (too_large.status_code, too_large.json()) == (
+        413,
+        {
+            "error": "the request body (65537 bytes) is larger than the limit of 65536 bytes; "
+            "send fewer instances per request (the server's limit is MMOE_MAX_BODY_BYTES)"
+        },
+    )
     bad_version = trained_client.get("/v2/models/mmoe-synthetic/versions/01")
     assert bad_version.status_code == 404
     assert bad_version.json()["error"].startswith(
