@@ -30,7 +30,8 @@ def _example(summary: str, message: str) -> dict[str, Any]:
 
 UNKNOWN_MODEL: Final = _example(
     "unknown model",
-    f"no model named 'mmoe-synthetic-v2'; available models: ['mmoe-synthetic']{NOT_LOADED}",
+    "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-adult', 'mmoe-synthetic']"
+    + NOT_LOADED,
 )
 UNKNOWN_VERSION: Final = _example(
     "unknown version",

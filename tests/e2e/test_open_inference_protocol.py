@@ -173,7 +173,8 @@ def test_compressed_requests_are_answered(
             rows(1, 1),
             "mmoe-synthetic-v2",
             "404",
-            "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-synthetic'] (the "
+            "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-adult', "
+            "'mmoe-synthetic'] (the "
             "server loads the model repository at start-up: restart it to serve a model or "
             "version published since)",
         ),
@@ -407,3 +408,26 @@ def test_the_api_docs_curl_example_answers_as_shown(server: Any) -> None:
     assert [(o["name"], o["datatype"], o["shape"]) for o in body["outputs"]] == [
         ("predictions", "FP32", [1, 2])
     ]
+
+
+def test_a_table_model_takes_its_categorical_codes_as_a_second_tensor(
+    client: triton.InferenceServerClient,
+) -> None:
+    metadata = client.get_model_metadata("mmoe-adult")
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
+        ("features", "FP32", [-1, 6]),
+        ("categorical", "INT64", [-1, 7]),
+    ]
+    rng = np.random.default_rng(12)
+    features = rng.normal(40.0, 10.0, (9, 6)).astype(np.float32)
+    features[0, 0] = np.nan  # a missing number: the graph imputes it
+    codes = rng.integers(0, 7, (9, 7)).astype(np.int64)  # 0: unknown, 1: missing, 2...: values
+    numbers = triton_input(features, True)
+    categories = triton.InferInput("categorical", [9, 7], "INT64")
+    categories.set_data_from_numpy(codes, binary_data=False)
+    result = client.infer("mmoe-adult", [numbers, categories])
+    graph = str(bundled_version_dir("mmoe-adult") / "model.onnx")
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    predictions, gates = session.run(None, {"features": features, "categorical": codes})
+    assert result.as_numpy("predictions").tobytes() == predictions.tobytes()
+    assert result.as_numpy("gates").tobytes() == gates.tobytes()

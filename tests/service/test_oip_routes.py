@@ -14,36 +14,39 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app, load_repository
+from service.features import FeatureEncoder
 from service.model import ServedModel
+from service.model_card import ModelCard
 from service.oip.types import ProtocolErrorResponse
 from service.settings import Settings
 from tests.service.conftest import REQUEST_ID, TINY_MODELS
 
-MODELS = ["mmoe-synthetic", *TINY_MODELS]
+MODELS = ["mmoe-synthetic", "mmoe-adult", *TINY_MODELS]
 
 
-def input_dim(client: TestClient, model: str) -> int:
-    metadata = client.get(f"/v2/models/{model}").json()
-    return int(metadata["inputs"][0]["shape"][1])
+DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 
 
-def binary_infer(client: TestClient, model: str, features: np.ndarray) -> dict[str, np.ndarray]:
+def binary_infer(
+    client: TestClient, model: str, inputs: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     header = orjson.dumps(
         {
             "inputs": [
                 {
-                    "name": "features",
-                    "shape": list(features.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": features.nbytes},
+                    "name": name,
+                    "shape": list(array.shape),
+                    "datatype": DATATYPES[array.dtype],
+                    "parameters": {"binary_data_size": array.nbytes},
                 }
+                for name, array in inputs.items()
             ],
             "parameters": {"binary_data_output": True},
         }
     )
     response = client.post(
         f"/v2/models/{model}/infer",
-        content=header + features.tobytes(),
+        content=header + b"".join(array.tobytes() for array in inputs.values()),
         headers={"Inference-Header-Content-Length": str(len(header))},
     )
     assert response.status_code == 200, response.text
@@ -60,15 +63,37 @@ def binary_infer(client: TestClient, model: str, features: np.ndarray) -> dict[s
     return arrays
 
 
+def instances_and_feeds(
+    client: TestClient, model: str, rows: int
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """/predict instances for `model` and the same rows as the graph's input tensors (for a
+    table model: named features, category strings -> codes by the card's vocabularies, an
+    unknown category, a missing number and a missing category among them)."""
+    card = ModelCard.model_validate(client.get(f"/models/{model}/versions/latest").json()["card"])
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(rows, card.input.dim)).astype(np.float32)
+    if card.categorical is None:
+        return features.tolist(), {"features": features}
+    instances: list[Any] = []
+    for row in features.tolist():
+        instance: dict[str, Any] = dict(zip(card.input.feature_names or [], row, strict=True))
+        for feature in card.categorical.features:
+            instance[feature.name] = str(rng.choice(feature.vocabulary))
+        instances.append(instance)
+    instances[0]["age"] = None  # missing: the graph imputes it
+    first = card.categorical.features[0].name
+    instances[1][first] = "never seen in training"
+    instances[2][first] = None
+    return instances, FeatureEncoder(card).encode(instances)
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_v2_and_predict_agree_for_every_model(trained_client: TestClient, model: str) -> None:
-    features = np.random.default_rng(5).normal(size=(7, input_dim(trained_client, model)))
-    features = features.astype(np.float32)
-    answered = binary_infer(trained_client, model, features)
-    predicted = trained_client.post(
-        "/predict", json={"instances": features.tolist(), "model": model}
-    ).json()
-    tasks = list(predicted["tasks"].values())
+    instances, feeds = instances_and_feeds(trained_client, model, 7)
+    answered = binary_infer(trained_client, model, feeds)
+    predicted = trained_client.post("/predict", json={"instances": instances, "model": model})
+    assert predicted.status_code == 200, predicted.text
+    tasks = list(predicted.json()["tasks"].values())
     predictions = np.array([task["predictions"] for task in tasks], dtype=np.float32).T
     assert answered["predictions"].tobytes() == predictions.tobytes()
     if model == "shared-bottom-tiny":
@@ -80,6 +105,14 @@ def test_v2_and_predict_agree_for_every_model(trained_client: TestClient, model:
             shared = 0 if gates.shape[1] == 1 else k  # OMoE: one gate for every task
             expected = np.array(task["gate_weights"], dtype=np.float32)
             assert gates[:, shared, :].tobytes() == expected.tobytes()
+
+
+def test_a_table_models_metadata_lists_both_inputs(trained_client: TestClient) -> None:
+    metadata = trained_client.get("/v2/models/mmoe-adult").json()
+    assert metadata["inputs"] == [
+        {"name": "features", "datatype": "FP32", "shape": [-1, 6]},
+        {"name": "categorical", "datatype": "INT64", "shape": [-1, 7]},
+    ]
 
 
 def test_model_metadata_follows_each_graph(trained_client: TestClient) -> None:
@@ -97,7 +130,8 @@ def test_errors_on_v2_take_the_protocols_shape_and_only_there(trained_client: Te
     v2 = trained_client.get("/v2/models/nope")
     assert v2.status_code == 404
     assert v2.json() == {
-        "error": "no model named 'nope'; available models: ['mmoe-synthetic', 'omoe-tiny', "
+        "error": "no model named 'nope'; available models: ['mmoe-adult', 'mmoe-synthetic', "
+        "'omoe-tiny', "
         "'shared-bottom-tiny'] (the server loads the model repository at start-up: restart it "
         "to serve a model or version published since)"
     }

@@ -5,22 +5,40 @@ InferenceService by a YAML parser, checked for what KServe requires."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 from service.runtime import TensorSignature
 from tests.support import REPO_ROOT, copy_bundled
 from training.triton import BatchingOptions, Instances, model_config, service_name
 
+
+def triton_model_config() -> ModuleType:
+    """Triton's model_config_pb2 from tritonclient[grpc], loaded alone: the package's __init__
+    also registers Triton's gRPC service protos, whose names (inference.ServerLiveRequest, ...)
+    clash in protobuf's global pool with the same protocol's protos that KServe's client
+    registers (the e2e tests import it in the same pytest process)."""
+    package = importlib.util.find_spec("tritonclient")
+    assert package is not None and package.origin is not None
+    path = Path(package.origin).parent / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location("triton_model_config_pb2", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+model_config_pb2 = triton_model_config()
 ModelConfig = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
 Kind = model_config_pb2.ModelInstanceGroup.Kind
@@ -140,6 +158,23 @@ def test_options_choose_the_device_batching_and_storage(tmp_path):
     assert model["args"] == ["--model-config-name=cpu"]
     assert "nvidia.com/gpu" not in model["resources"]["limits"]
     assert "placeholder" not in result.stdout
+
+
+def test_a_table_models_categorical_input_is_configured(tmp_path):
+    models = copy_bundled(tmp_path / "models")
+    result = export_command(models / "mmoe-adult" / "1", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    config = read_config(tmp_path / "out" / "mmoe-adult" / "config.pbtxt")
+    tensors = [
+        (tensor.name, DataType.Name(tensor.data_type), list(tensor.dims))
+        for tensor in [*config.input, *config.output]
+    ]
+    assert tensors == [
+        ("features", "TYPE_FP32", [6]),
+        ("categorical", "TYPE_INT64", [7]),
+        ("predictions", "TYPE_FP32", [2]),
+        ("gates", "TYPE_FP32", [2, 8]),
+    ]
 
 
 def test_every_input_and_output_of_the_graph_is_configured_whatever_its_type():
