@@ -14,7 +14,7 @@ from service.oip import types
 from service.oip.codec import HEADER_LENGTH, EncodedResponse
 from service.oip.handlers import InferenceProtocolHandler
 from service.oip.openapi import REQUEST_SCHEMA_REF
-from service.routes import read_body
+from service.request_body import receive_body
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -123,7 +123,7 @@ def build_protocol_router(handler: InferenceProtocolHandler, max_body_bytes: int
         return await _infer(request, name, version)
 
     async def _infer(request: Request, name: str, version: str | None) -> Response:
-        body = await read_body(request, max_body_bytes)
+        body = await receive_body(request.scope, request.receive, max_body_bytes)
         encoded = await handler.infer(
             name,
             version,

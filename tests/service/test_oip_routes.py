@@ -4,10 +4,12 @@ are the bodies the service really answers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app, load_repository
 from service.features import FeatureEncoder
+from service.inference import BatchReport, InferenceRunner, RunnerOptions
 from service.model import ServedModel
 from service.model_card import ModelCard
 from service.oip.types import ProtocolErrorResponse
@@ -210,7 +213,7 @@ def test_every_v2_error_example_is_a_body_the_service_answers(bundled_copy: Path
     assert starting.get("/v2/health/ready").json() == ready_503["models_still_loading"]
 
     exploding = TestClient(
-        create_app(settings, repository, protocol_runner=ExplodingRunner()),
+        create_app(settings, repository, ExplodingRunner()),
         headers={"X-Request-ID": "5f0c2a8e9d3b4c71a2e6f0b9c8d7e6a5"},
         raise_server_exceptions=False,
     )
@@ -222,3 +225,49 @@ def test_every_v2_error_example_is_a_body_the_service_answers(bundled_copy: Path
     for examples in (examples_of(schema, infer, status) for status in ("400", "404", "413")):
         for example in examples.values():
             ProtocolErrorResponse.model_validate(example)
+
+
+def test_v2_and_predict_requests_share_the_micro_batching_runner(bundled_copy: Path) -> None:
+    """A /predict request and a /v2 request for the same model, sent together, run as one
+    onnxruntime call: the protocol's route goes through the service's one inference runner."""
+    settings = Settings(model_repository=bundled_copy, provider="cpu", intra_op_threads=1)
+    reports: list[BatchReport] = []
+    runner = InferenceRunner(RunnerOptions(max_batch_delay_s=0.5), observer=reports.append)
+    app = create_app(settings, load_repository(settings), runner)
+    features = np.random.default_rng(8).normal(size=(3, 100)).astype(np.float32)
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": [3, 100],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": features.nbytes},
+                }
+            ]
+        }
+    )
+
+    async def scenario() -> list[httpx.Response]:
+        await runner.start()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = await asyncio.gather(
+                client.post("/predict", json={"instances": features.tolist()}),
+                client.post(
+                    "/v2/models/mmoe-synthetic/infer",
+                    content=header + features.tobytes(),
+                    headers={"Inference-Header-Content-Length": str(len(header))},
+                ),
+            )
+        await runner.aclose()
+        return list(answers)
+
+    predicted, inferred = asyncio.run(scenario())
+    assert (predicted.status_code, inferred.status_code) == (200, 200)
+    assert [(report.requests, report.rows, report.error) for report in reports] == [(2, 6, None)]
+    by_predict = predicted.json()["tasks"]["task_1"]["predictions"]
+    by_v2 = inferred.json()["outputs"][0]
+    assert by_v2["name"] == "predictions"
+    # the same rows at another place in one call: equal to float32 rounding, not bit for bit
+    np.testing.assert_allclose(by_v2["data"][::2], by_predict, rtol=1e-6)
