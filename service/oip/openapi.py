@@ -81,7 +81,14 @@ EXAMPLES: Final[dict[str, list[dict[str, Any]]]] = {
             "5f0c2a8e9d3b4c71a2e6f0b9c8d7e6a5: quote it when reporting the problem",
         )
     ],
-    "503": [NOT_READY],
+    "503": [
+        NOT_READY,
+        _example(
+            "at capacity",
+            "the server is at capacity: 256 requests are already waiting for an inference; retry "
+            "shortly (the server's limit is MMOE_MAX_QUEUED_REQUESTS)",
+        ),
+    ],
 }
 
 
@@ -117,7 +124,8 @@ def document_protocol(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _examples_for(path: str, status: str) -> list[dict[str, Any]]:
-    examples = EXAMPLES.get(status, [])
     if status == "404" and "/versions/" not in path:
         return [UNKNOWN_MODEL]
-    return examples
+    if status == "503" and not path.endswith("/infer"):
+        return [NOT_READY]  # only inference waits in the queue
+    return EXAMPLES.get(status, [])

@@ -50,7 +50,7 @@ response is `application/octet-stream` with the same header). `tritonclient.http
 `InferenceRESTClient` speak both forms. Concurrent requests for one model may run as one
 onnxruntime call. Errors: 400 for a malformed request or one that does not fit the model (the
 message names the tensor), 404 for an unknown model or version, 413 over the row or byte limit,
-503 while loading."""
+503 while loading or at capacity (with Retry-After)."""
 
 
 def build_protocol_router(handler: InferenceProtocolHandler, max_body_bytes: int) -> APIRouter:

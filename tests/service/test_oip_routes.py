@@ -212,6 +212,15 @@ def test_every_v2_error_example_is_a_body_the_service_answers(bundled_copy: Path
     assert starting.get("/v2/health/ready").status_code == 503
     assert starting.get("/v2/health/ready").json() == ready_503["models_still_loading"]
 
+    full = InferenceRunner(RunnerOptions(max_queued=0))  # refuses every request: 0 may wait
+    with TestClient(create_app(settings, repository, full)) as at_capacity:
+        refused = at_capacity.post(
+            "/v2/models/mmoe-synthetic/infer", json={"inputs": [{**row, "data": [0.5] * 100}]}
+        )
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+    capacity = examples_of(schema, infer, "503")["at_capacity"]["error"]
+    assert refused.json() == {"error": capacity.replace("256 requests", "0 requests")}
+
     exploding = TestClient(
         create_app(settings, repository, ExplodingRunner()),
         headers={"X-Request-ID": "5f0c2a8e9d3b4c71a2e6f0b9c8d7e6a5"},
