@@ -1,14 +1,18 @@
 """The Open Inference Protocol's part of the serving benchmark (benchmarks/serve.py): /v2 infer
-bodies with JSON and with binary tensors, and the baseline they are held to, onnxruntime called
-in this process on the same batches, with the service's own session settings and threads, pinned
-to the server's CPUs."""
+requests of 256 and 1024 rows with JSON and with binary tensors, against the service already
+running, and the baseline they are held to: onnxruntime called in this process on the same
+batches, its session made as the service makes it, pinned to the server's CPUs. The target: binary
+requests of 1024 rows reach at least 0.5 x the in-process rows/s."""
 
 from __future__ import annotations
 
 import os
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -103,3 +107,78 @@ def onnxruntime_rows_per_s(
     finally:
         os.sched_setaffinity(0, before)
     return results
+
+
+def answer(url: str, body: bytes, header_length: int | None) -> dict[str, np.ndarray]:
+    """Post one infer body; the output arrays, whichever form they came back in."""
+    headers = {"Content-Type": "application/json"}
+    if header_length is not None:
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(header_length),
+        }
+    request = urllib.request.Request(url + V2_PATH, body, headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        content: bytes = response.read()
+        length = response.headers.get("Inference-Header-Content-Length")
+    split = len(content) if length is None else int(length)
+    offset, arrays = split, {}
+    for output in orjson.loads(content[:split])["outputs"]:
+        if "data" in output:
+            array = np.array(output["data"], dtype=np.float32)
+        else:
+            size = output["parameters"]["binary_data_size"]
+            array = np.frombuffer(content[offset : offset + size], dtype=np.float32)
+            offset += size
+        arrays[output["name"]] = array.reshape(output["shape"])
+    return arrays
+
+
+def measure_protocol(
+    url: str,
+    work: Path,
+    dim: int,
+    model_file: Path,
+    wrk_done: str,
+    measure_point: Callable[[ProtocolWorkload, Path], dict[str, Any]],
+    baseline_seconds: float,
+    server_cpus: str | None,
+) -> dict[str, Any]:
+    """Every protocol workload against the service at `url` (one `measure_point` each, wrk's
+    result), after checking that JSON and binary answers agree bit for bit; then the in-process
+    onnxruntime baseline, and each point's rows/s as a fraction of it."""
+    batches = {rows: batch(rows, dim) for rows in sorted({w.rows for w in PROTOCOL_WORKLOADS})}
+    scripts: dict[tuple[int, bool], Path] = {}
+    for rows, features in batches.items():
+        forms = {binary: v2_body(features, binary) for binary in (False, True)}
+        json_answer, binary_answer = (answer(url, *forms[binary]) for binary in (False, True))
+        for name, array in json_answer.items():
+            if array.tobytes() != binary_answer[name].tobytes():
+                raise RuntimeError(f"{rows} rows: JSON and binary {name} differ")
+        for binary, (body, length) in forms.items():
+            form = "binary" if binary else "json"
+            (work / f"v2-{rows}-{form}.body").write_bytes(body)
+            script = work / f"v2-{rows}-{form}.lua"
+            script.write_text(wrk_script(work / f"v2-{rows}-{form}.body", length, wrk_done))
+            scripts[rows, binary] = script
+    points = []
+    for workload in PROTOCOL_WORKLOADS:
+        point = measure_point(workload, scripts[workload.rows, workload.binary])
+        point["form"] = "binary" if workload.binary else "json"
+        points.append(point)
+    cpus = None if server_cpus is None else parse_cpu_list(server_cpus)
+    baseline = onnxruntime_rows_per_s(model_file, batches, baseline_seconds, cpus)
+    for point in points:
+        ratio = point["rows_per_s"] / baseline[point["instances"]]["rows_per_s"]
+        point["to_onnxruntime"] = round(ratio, 3)
+    return {"onnxruntime_in_process": {str(rows): value for rows, value in baseline.items()},
+            "points": points}  # fmt: skip
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """taskset's CPU list ('0', '0,2', '0-3') as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus

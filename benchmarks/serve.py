@@ -10,6 +10,8 @@ repository), one after another, each a real uvicorn process on a loopback port:
 
 wrk (https://github.com/wg/wrk) drives each point; the server runs pinned to one core and wrk to
 another (taskset). Each point reports requests/s, rows/s, p50/p99 latency and the server's RSS.
+The service also answers /v2 infer requests of 256 and 1024 rows with JSON and with binary
+tensors, held to onnxruntime called in this process on the same batches (protocol_workloads.py).
 A final soak runs the service for --soak-seconds and reports its RSS growth. Results go to
 <out>/serve.json and <out>/serve.md (default out/benchmarks/, ignored by git; the committed
 results are in benchmarks/results/: --out benchmarks/results).
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from protocol_workloads import V2_PATH, ProtocolWorkload, measure_protocol
 from serve_report import environment, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -182,16 +185,20 @@ class Server:
 
 
 def run_wrk(
-    url: str, script: Path, concurrency: int, seconds: int, cpus: str | None, niceness: int = 0
+    url: str,
+    script: Path,
+    concurrency: int,
+    seconds: int,
+    cpus: str | None,
+    niceness: int = 0,
+    path: str = "/predict",
 ) -> dict[str, Any]:
     command = pinned(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)],
         cpus,
         niceness,
     )
-    completed = subprocess.run(
-        [*command, url + "/predict"], capture_output=True, text=True, check=False
-    )
+    completed = subprocess.run([*command, url + path], capture_output=True, text=True, check=False)
     for line in completed.stdout.splitlines():
         if line.startswith("WRK_RESULT "):
             result: dict[str, Any] = json.loads(line.removeprefix("WRK_RESULT "))
@@ -204,40 +211,64 @@ def run_wrk(
 def measure(
     server: Server, scripts: dict[int, Path], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    points = []
-    client = (args.client_cpus, args.nice)
-    for workload in WORKLOADS:
-        script = scripts[workload.instances]
-        if args.warmup:
-            run_wrk(server.url, script, workload.concurrency, args.warmup, *client)
-        cpu_before = server.cpu()
-        raw = run_wrk(server.url, script, workload.concurrency, args.seconds, *client)
-        cpu = server.cpu() - cpu_before
-        seconds = raw["duration_us"] / 1e6
-        errors = sum(raw[key] for key in raw if key.endswith("_errors") or key == "timeouts")
-        point = {
-            "workload": workload.name,
-            "instances": workload.instances,
-            "concurrency": workload.concurrency,
-            "requests_per_s": round(raw["requests"] / seconds, 1),
-            "rows_per_s": round(raw["requests"] * workload.instances / seconds, 1),
-            "p50_ms": raw["p50_us"] / 1000,
-            "p99_ms": raw["p99_us"] / 1000,
-            "server_cpu_us_per_request": round(cpu * 1e6 / max(raw["requests"], 1), 1),
-            "errors": errors,
-            "rss_mb": round(server.rss() / 2**20, 1),
-            "wrk": raw,
-        }
-        points.append(point)
-        print(
-            f"  {server.name:>8} | {workload.name:<30} | {point['requests_per_s']:>9,.0f} req/s | "
-            f"p50 {point['p50_ms']:.2f} ms | p99 {point['p99_ms']:.2f} ms | "
-            f"cpu {point['server_cpu_us_per_request']:.0f} us/req | errors {errors}",
-            flush=True,
-        )
-        if errors:
-            raise RuntimeError(f"{server.name}: {errors} failed requests at {workload.name}")
-    return points
+    return [
+        measure_point(server, scripts[w.instances], w.name, w.instances, w.concurrency, args)
+        for w in WORKLOADS
+    ]
+
+
+def measure_point(
+    server: Server,
+    script: Path,
+    name: str,
+    instances: int,
+    concurrency: int,
+    args: argparse.Namespace,
+    path: str = "/predict",
+) -> dict[str, Any]:
+    client = (args.client_cpus, args.nice, path)
+    if args.warmup:
+        run_wrk(server.url, script, concurrency, args.warmup, *client)
+    cpu_before = server.cpu()
+    raw = run_wrk(server.url, script, concurrency, args.seconds, *client)
+    cpu = server.cpu() - cpu_before
+    seconds = raw["duration_us"] / 1e6
+    errors = sum(raw[key] for key in raw if key.endswith("_errors") or key == "timeouts")
+    point = {
+        "workload": name,
+        "instances": instances,
+        "concurrency": concurrency,
+        "requests_per_s": round(raw["requests"] / seconds, 1),
+        "rows_per_s": round(raw["requests"] * instances / seconds, 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "server_cpu_us_per_request": round(cpu * 1e6 / max(raw["requests"], 1), 1),
+        "errors": errors,
+        "rss_mb": round(server.rss() / 2**20, 1),
+        "wrk": raw,
+    }
+    print(
+        f"  {server.name:>8} | {name:<30} | {point['requests_per_s']:>9,.0f} req/s | "
+        f"p50 {point['p50_ms']:.2f} ms | p99 {point['p99_ms']:.2f} ms | "
+        f"cpu {point['server_cpu_us_per_request']:.0f} us/req | errors {errors}",
+        flush=True,
+    )
+    if errors:
+        raise RuntimeError(f"{server.name}: {errors} failed requests at {name}")
+    return point
+
+
+def measure_v2(server: Server, work: Path, dim: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The Open Inference Protocol's workloads (benchmarks/protocol_workloads.py)."""
+
+    def point(w: ProtocolWorkload, script: Path) -> dict[str, Any]:
+        return measure_point(server, script, w.name, w.rows, w.concurrency, args, V2_PATH)
+
+    done = WRK_SCRIPT[WRK_SCRIPT.index("done = ") :].format()  # wrk's report, as above
+    model = BUNDLED_MODEL / "model.onnx"
+    return measure_protocol(
+        server.url, work, dim, model, done, point, args.seconds, args.server_cpus
+    )
 
 
 def soak(server: Server, script: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -292,6 +323,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-cpus", default="1", help="taskset CPU list of wrk (1)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
+        "--no-protocol", action="store_true",
+        help="skip the Open Inference Protocol workloads (/v2, JSON and binary tensors)",
+    )  # fmt: skip
+    parser.add_argument(
         "--nice", type=int, default=0,
         help="run servers and wrk at this niceness (negative needs root): on a shared machine, "
         "-5 keeps other people's jobs from adding their time slices to the measured latency",
@@ -337,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             if "service" in args.servers:
                 print("service", flush=True)
                 results["service"] = {"points": measure(service, scripts, args)}
+                if not args.no_protocol:
+                    results["service"]["protocol"] = measure_v2(service, work, dim, args)
                 results["service"]["soak"] = soak(service, scripts[1], args)
         finally:
             service.stop()

@@ -123,7 +123,11 @@ def comparisons(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def targets(rows: list[dict[str, Any]], soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+def targets(
+    rows: list[dict[str, Any]],
+    soak: dict[str, Any] | None,
+    protocol: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The issue's targets, each with its measured figure and whether it is met."""
     by_name = {row["workload"]: row for row in rows}
     found = []
@@ -151,6 +155,10 @@ def targets(rows: list[dict[str, Any]], soak: dict[str, Any] | None) -> list[dic
     if soak:
         growth = soak["rss_growth_percent"]
         add(f"service RSS growth over a {soak['seconds']:g} s run < 10 %", growth, 10.0, True)
+    for point in (protocol or {}).get("points", []):
+        if point["form"] == "binary" and point["instances"] == 1024:
+            goal = "rows/s >= 0.5 x onnxruntime in-process on the same batches"
+            add(f"{point['workload']}: {goal}", point["to_onnxruntime"], 0.5)
     return found
 
 
@@ -216,6 +224,9 @@ def markdown(meta: dict[str, Any], results: dict[str, Any], rows: list[dict[str,
             f"{soak['seconds']:g} s; service RSS {soak['rss_before_mb']} MB before, "
             f"{soak['rss_after_mb']} MB after ({soak['rss_growth_percent']:+.2f} %).",
         ]
+    protocol = results.get("service", {}).get("protocol")
+    if protocol:
+        lines += protocol_markdown(protocol, machine["server_cpus"])
     if goals:
         lines += ["", "| target | measured | met |", "|---|---:|---|"]
         lines += [
@@ -226,10 +237,51 @@ def markdown(meta: dict[str, Any], results: dict[str, Any], rows: list[dict[str,
     return "\n".join(lines)
 
 
+def protocol_markdown(protocol: dict[str, Any], server_cpus: str | None) -> list[str]:
+    """The Open Inference Protocol's table: each /v2 point against in-process onnxruntime, and
+    binary against JSON at each size and concurrency."""
+    baseline = protocol["onnxruntime_in_process"]
+    measured = ", ".join(
+        f"{rows} rows {_cell(value['rows_per_s'])} rows/s ({value['ms_per_call']} ms a call)"
+        for rows, value in baseline.items()
+    )
+    threads = next(iter(baseline.values()))["threads"]
+    lines = [
+        "",
+        "## Open Inference Protocol: JSON and binary tensors",
+        "",
+        f"The service's `/v2/models/mmoe-synthetic/infer`, every output returned in the request's "
+        f"form; baseline: onnxruntime called in the benchmark's process on the same batches, its "
+        f"session made as the service makes it ({threads} intra-op thread(s)), pinned to the "
+        f"server's CPU {server_cpus}: {measured}.",
+        "",
+        "| workload | req/s | rows/s | x onnxruntime in-process | p50 ms | p99 ms | "
+        "server CPU µs/request |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for point in protocol["points"]:
+        lines.append(
+            f"| {point['workload']} | {_cell(point['requests_per_s'])} | "
+            f"{_cell(point['rows_per_s'])} | {_cell(point['to_onnxruntime'], 2)} | "
+            f"{_cell(point['p50_ms'], 2)} | {_cell(point['p99_ms'], 2)} | "
+            f"{_cell(point['server_cpu_us_per_request'])} |"
+        )
+    by_key = {(p["instances"], p["concurrency"], p["form"]): p for p in protocol["points"]}
+    lines += ["", "| rows | concurrency | binary / JSON rows/s |", "|---:|---:|---:|"]
+    for rows, concurrency, form in by_key:
+        if form == "binary" and (rows, concurrency, "json") in by_key:
+            ratio = _ratio(
+                by_key[rows, concurrency, "binary"]["rows_per_s"],
+                by_key[rows, concurrency, "json"]["rows_per_s"],
+            )
+            lines.append(f"| {rows} | {concurrency} | {_cell(ratio, 2)} |")
+    return lines
+
+
 def write_results(out: Path, meta: dict[str, Any], results: dict[str, Any]) -> tuple[Path, Path]:
     rows = comparisons(results)
     soak = results.get("service", {}).get("soak")
-    goals = targets(rows, soak)
+    goals = targets(rows, soak, results.get("service", {}).get("protocol"))
     out.mkdir(parents=True, exist_ok=True)
     record = {**meta, "results": results, "comparisons": rows, "targets": goals}
     json_path, markdown_path = out / "serve.json", out / "serve.md"

@@ -60,8 +60,20 @@ def test_the_serving_benchmark_runs_quick_and_writes_its_results(tmp_path: Path)
     assert record["results"]["service"]["soak"]["requests"] > 0
     for row in record["comparisons"]:
         assert row["service_to_floor"] > 0 and row["service_to_naive"] > 0
-    assert len(record["targets"]) == 6
     markdown = (tmp_path / "serve.md").read_text()
+    protocol = record["results"]["service"]["protocol"]
+    assert [(p["instances"], p["form"], p["concurrency"]) for p in protocol["points"]] == [
+        (rows, form, concurrency)
+        for rows in (256, 1024)
+        for concurrency in (1, 4)
+        for form in ("json", "binary")
+    ]
+    for point in protocol["points"]:
+        assert point["errors"] == 0
+        baseline = protocol["onnxruntime_in_process"][str(point["instances"])]["rows_per_s"]
+        assert point["to_onnxruntime"] == pytest.approx(point["rows_per_s"] / baseline, abs=1e-3)
+    assert len(record["targets"]) == 8  # 6 for /predict, the binary 1024-row points for /v2
+    assert "| 1024 | 4 |" in markdown  # binary / JSON rows/s
     assert "| 1 instance, concurrency 32 |" in markdown
     assert "--quick: a smoke run, not a measurement" in markdown
 
