@@ -6,7 +6,10 @@ requests of 1024 rows reach at least 0.5 x the in-process rows/s."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -78,35 +81,38 @@ def wrk_script(body_path: Path, header_length: int | None, done: str) -> str:
 
 
 def onnxruntime_rows_per_s(
-    model_file: Path, batches: dict[int, np.ndarray], seconds: float, cpus: set[int] | None
-) -> dict[int, dict[str, float]]:
-    """Rows/s of onnxruntime run in this process on each batch, the session made as the service
-    makes it (service.runtime.OnnxSession: CPU provider, as many intra-op threads as the
-    server's CPUs, no spinning), this process pinned to those CPUs while it runs."""
+    model_file: Path, features: np.ndarray, seconds: float
+) -> dict[str, float]:
+    """onnxruntime run in this process on one batch for `seconds`: rows/s, and wall and CPU time
+    per call. The session is made as the service makes it (service.runtime.OnnxSession: CPU
+    provider, no spinning), one intra-op thread per CPU this process may use."""
     from service.runtime import OnnxSession, RuntimeOptions
 
-    before = os.sched_getaffinity(0)
-    threads = len(cpus) if cpus else len(before)
+    threads = len(os.sched_getaffinity(0))
     session = OnnxSession(model_file.read_bytes(), str(model_file), RuntimeOptions("cpu", threads))
-    results: dict[int, dict[str, float]] = {}
-    try:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-        for rows, features in batches.items():
-            for _ in range(20):  # warm-up
-                session.run(["predictions", "gates"], {"features": features})
-            calls, started = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - started) < seconds or calls < 20:
-                session.run(["predictions", "gates"], {"features": features})
-                calls += 1
-            results[rows] = {
-                "rows_per_s": round(calls * rows / elapsed, 1),
-                "ms_per_call": round(1000 * elapsed / calls, 3),
-                "threads": threads,
-            }
-    finally:
-        os.sched_setaffinity(0, before)
-    return results
+    for _ in range(20):  # warm-up
+        session.run(["predictions", "gates"], {"features": features})
+    calls, started, cpu_started = 0, time.perf_counter(), time.process_time()
+    while (elapsed := time.perf_counter() - started) < seconds or calls < 20:
+        session.run(["predictions", "gates"], {"features": features})
+        calls += 1
+    cpu = time.process_time() - cpu_started
+    return {
+        "rows_per_s": round(calls * len(features) / elapsed, 1),
+        "ms_per_call": round(1000 * elapsed / calls, 3),
+        "cpu_us_per_call": round(1e6 * cpu / calls, 1),
+        "threads": threads,
+    }
+
+
+def pinned_baseline(
+    pin: Callable[[list[str]], list[str]], model_file: Path, rows: int, dim: int, seconds: float
+) -> dict[str, float]:
+    """`onnxruntime_rows_per_s` in a process of its own, pinned and niced as the server is."""
+    command = pin([sys.executable, __file__, str(model_file), str(rows), str(dim), str(seconds)])
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    result: dict[str, float] = json.loads(completed.stdout)
+    return result
 
 
 def answer(url: str, body: bytes, header_length: int | None) -> dict[str, np.ndarray]:
@@ -142,11 +148,13 @@ def measure_protocol(
     wrk_done: str,
     measure_point: Callable[[ProtocolWorkload, Path], dict[str, Any]],
     baseline_seconds: float,
-    server_cpus: str | None,
+    pin: Callable[[list[str]], list[str]],
 ) -> dict[str, Any]:
     """Every protocol workload against the service at `url` (one `measure_point` each, wrk's
-    result), after checking that JSON and binary answers agree bit for bit; then the in-process
-    onnxruntime baseline, and each point's rows/s as a fraction of it."""
+    result), after checking that JSON and binary answers agree bit for bit. Before each point,
+    the in-process onnxruntime baseline on the same batch, pinned and niced as the server
+    (`pin`); each point's rows/s as a fraction of it, and the baseline's CPU time per call as a
+    fraction of the server's CPU time per request (the same comparison, less moved by load)."""
     batches = {rows: batch(rows, dim) for rows in sorted({w.rows for w in PROTOCOL_WORKLOADS})}
     scripts: dict[tuple[int, bool], Path] = {}
     for rows, features in batches.items():
@@ -163,22 +171,19 @@ def measure_protocol(
             scripts[rows, binary] = script
     points = []
     for workload in PROTOCOL_WORKLOADS:
+        # the baseline just before each point: the machine is shared, its load drifts
+        baseline = pinned_baseline(pin, model_file, workload.rows, dim, baseline_seconds)
         point = measure_point(workload, scripts[workload.rows, workload.binary])
         point["form"] = "binary" if workload.binary else "json"
+        point["onnxruntime_in_process"] = baseline
+        point["to_onnxruntime"] = round(point["rows_per_s"] / baseline["rows_per_s"], 3)
+        cpu_ratio = baseline["cpu_us_per_call"] / point["server_cpu_us_per_request"]
+        point["cpu_to_onnxruntime"] = round(cpu_ratio, 3)
         points.append(point)
-    cpus = None if server_cpus is None else parse_cpu_list(server_cpus)
-    baseline = onnxruntime_rows_per_s(model_file, batches, baseline_seconds, cpus)
-    for point in points:
-        ratio = point["rows_per_s"] / baseline[point["instances"]]["rows_per_s"]
-        point["to_onnxruntime"] = round(ratio, 3)
-    return {"onnxruntime_in_process": {str(rows): value for rows, value in baseline.items()},
-            "points": points}  # fmt: skip
+    return {"points": points}
 
 
-def parse_cpu_list(text: str) -> set[int]:
-    """taskset's CPU list ('0', '0,2', '0-3') as a set of CPU numbers."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
+if __name__ == "__main__":  # the pinned baseline's own process: MODEL_FILE ROWS DIM SECONDS
+    model_path, count, dimension, duration = sys.argv[1:5]
+    features = batch(int(count), int(dimension))
+    print(json.dumps(onnxruntime_rows_per_s(Path(model_path), features, float(duration))))

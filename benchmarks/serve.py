@@ -266,9 +266,12 @@ def measure_v2(server: Server, work: Path, dim: int, args: argparse.Namespace) -
 
     done = WRK_SCRIPT[WRK_SCRIPT.index("done = ") :].format()  # wrk's report, as above
     model = BUNDLED_MODEL / "model.onnx"
-    return measure_protocol(
-        server.url, work, dim, model, done, point, args.seconds, args.server_cpus
-    )
+
+    def pin(command: list[str]) -> list[str]:
+        return pinned(command, args.server_cpus, args.nice)
+
+    seconds = max(args.seconds / 2, 0.5)  # the baseline before each point
+    return measure_protocol(server.url, work, dim, model, done, point, seconds, pin)
 
 
 def soak(server: Server, script: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -70,8 +70,11 @@ def test_the_serving_benchmark_runs_quick_and_writes_its_results(tmp_path: Path)
     ]
     for point in protocol["points"]:
         assert point["errors"] == 0
-        baseline = protocol["onnxruntime_in_process"][str(point["instances"])]["rows_per_s"]
-        assert point["to_onnxruntime"] == pytest.approx(point["rows_per_s"] / baseline, abs=1e-3)
+        baseline = point["onnxruntime_in_process"]
+        assert point["to_onnxruntime"] == pytest.approx(
+            point["rows_per_s"] / baseline["rows_per_s"], abs=1e-3
+        )
+        assert baseline["cpu_us_per_call"] > 0 and point["cpu_to_onnxruntime"] > 0
     assert len(record["targets"]) == 8  # 6 for /predict, the binary 1024-row points for /v2
     assert "| 1024 | 4 |" in markdown  # binary / JSON rows/s
     assert "| 1 instance, concurrency 32 |" in markdown
