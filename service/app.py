@@ -31,10 +31,10 @@ from service.inference import BatchObserver, BatchReport, InferenceRunner, Runne
 from service.metrics import ServiceMetrics
 from service.middleware import RequestMiddleware
 from service.model import ServedModel
-from service.ops_routes import build_operations_router
-from service.reloading import RepositoryReloader, RepositoryStatus
 from service.oip.handlers import InferenceProtocolHandler
 from service.oip.routes import build_protocol_router
+from service.ops_routes import build_operations_router
+from service.reloading import RepositoryReloader, RepositoryStatus
 from service.repository import ModelRepository
 from service.routes import build_router
 from service.runtime import RuntimeOptions

@@ -18,8 +18,8 @@ from fastapi import FastAPI
 
 from service.auth import ADMIN_DISABLED, MISSING_KEY, WRONG_KEY, access_class
 from service.errors import error_body
-from service.repository import NOT_LOADED_HINT
 from service.oip.openapi import document_protocol
+from service.repository import NOT_LOADED_HINT
 
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorResponse"
 FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"

@@ -9,6 +9,7 @@ from typing import Any, Final
 from service.auth import MISSING_KEY, WRONG_KEY
 from service.oip.errors import on_protocol_route
 from service.oip.types import InferenceRequest
+from service.repository import NOT_LOADED_HINT
 
 REQUEST_SCHEMA_REF: Final = "#/components/schemas/InferenceRequest"
 ERROR_SCHEMA_REF: Final = "#/components/schemas/ProtocolErrorResponse"
@@ -18,10 +19,7 @@ BINARY_BODY: Final = {
     "description": "the JSON inference request followed by binary tensor data; the header "
     "Inference-Header-Content-Length gives the JSON part's length",
 }
-NOT_LOADED: Final = (
-    " (the server loads the model repository at start-up: restart it to serve a model or "
-    "version published since)"
-)
+NOT_LOADED: Final = NOT_LOADED_HINT
 
 
 def _example(summary: str, message: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
+from service.repository import NOT_LOADED_HINT
 from tests.support import REPO_ROOT, bundled_version_dir
 
 MODEL = "mmoe-synthetic"
@@ -174,9 +175,7 @@ def test_compressed_requests_are_answered(
             "mmoe-synthetic-v2",
             "404",
             "no model named 'mmoe-synthetic-v2'; available models: ['mmoe-adult', "
-            "'mmoe-synthetic'] (the "
-            "server loads the model repository at start-up: restart it to serve a model or "
-            "version published since)",
+            f"'mmoe-synthetic']{NOT_LOADED_HINT}",
         ),
     ],
 )
@@ -366,7 +365,7 @@ def test_the_openapi_document_describes_the_protocol(server: Any) -> None:
     assert "application/octet-stream" in body
     request_schema = schema["components"]["schemas"]["InferenceRequest"]
     assert request_schema["examples"][0]["inputs"][0]["name"] == "features"
-    assert set(infer["responses"]) == {"200", "400", "404", "413", "500", "503"}
+    assert set(infer["responses"]) == {"200", "400", "401", "404", "413", "500", "503"}
 
 
 def test_the_documented_example_request_is_answered(server: Any) -> None:

@@ -24,11 +24,17 @@ KEY = "test-key-0123456789abcdef"
 ROW = [0.5] * 100
 # The routes anyone may call; every other route is protected (admin routes always).
 OPEN = {"/health/live", "/health/ready", "/docs", "/docs/oauth2-redirect", "/redoc",
-        "/openapi.json", "/ui", "/docs-assets", "/ui/assets"}  # fmt: skip
+        "/openapi.json", "/ui", "/docs-assets", "/ui/assets",
+        "/v2/health/live", "/v2/health/ready"}  # fmt: skip
 ADMIN = {"/admin/reload"}
 CONCRETE = {"{name}": "mmoe-synthetic", "{version}": "1"}
 MOUNTED_FILE = {"/docs-assets": "/redoc.standalone.js", "/ui/assets": "/app.js"}
-BODIES = {"/predict": {"instances": [ROW]}}
+V2_BODY = {"inputs": [{"name": "features", "shape": [1, 100], "datatype": "FP32", "data": ROW}]}
+BODIES = {
+    "/predict": {"instances": [ROW]},
+    "/v2/models/mmoe-synthetic/infer": V2_BODY,
+    "/v2/models/mmoe-synthetic/versions/1/infer": V2_BODY,
+}
 
 
 def every_route(app: FastAPI) -> Iterator[tuple[str, str, str]]:

@@ -21,8 +21,9 @@ from service.inference import BatchReport, InferenceRunner, RunnerOptions
 from service.model import ServedModel
 from service.model_card import ModelCard
 from service.oip.types import ProtocolErrorResponse
+from service.repository import NOT_LOADED_HINT
 from service.settings import Settings
-from tests.service.conftest import REQUEST_ID, TINY_MODELS
+from tests.service.conftest import REQUEST_ID, TINY_MODELS, settings_for
 
 MODELS = ["mmoe-synthetic", "mmoe-adult", *TINY_MODELS]
 
@@ -134,9 +135,7 @@ def test_errors_on_v2_take_the_protocols_shape_and_only_there(trained_client: Te
     assert v2.status_code == 404
     assert v2.json() == {
         "error": "no model named 'nope'; available models: ['mmoe-adult', 'mmoe-synthetic', "
-        "'omoe-tiny', "
-        "'shared-bottom-tiny'] (the server loads the model repository at start-up: restart it "
-        "to serve a model or version published since)"
+        f"'omoe-tiny', 'shared-bottom-tiny']{NOT_LOADED_HINT}"
     }
     assert v2.headers["x-request-id"] == REQUEST_ID
     own = trained_client.get("/models/nope")
@@ -280,3 +279,23 @@ def test_v2_and_predict_requests_share_the_micro_batching_runner(bundled_copy: P
     assert by_v2["name"] == "predictions"
     # the same rows at another place in one call: equal to float32 rounding, not bit for bit
     np.testing.assert_allclose(by_v2["data"][::2], by_predict, rtol=1e-6)
+
+
+def test_the_api_key_refusal_on_v2_is_in_the_protocols_shape(bundled_copy: Path) -> None:
+    key = "test-key-0123456789abcdef"
+    settings = settings_for(bundled_copy, api_key=key, inference_needs_key=True)
+    with TestClient(create_app(settings, load_repository(settings))) as client:
+        schema = client.get("/openapi.json").json()
+        examples = examples_of(schema, "/v2/models/{name}/infer", "401")
+        body = {"inputs": [{"name": "features", "shape": [1, 100], "datatype": "FP32",
+                            "data": [0.5] * 100}]}  # fmt: skip
+        missing = client.post("/v2/models/mmoe-synthetic/infer", json=body)
+        assert (missing.status_code, missing.json()) == (401, examples["no_API_key"])
+        assert missing.headers["www-authenticate"] == 'Bearer realm="mmoe-service"'
+        wrong = client.get("/v2/models/mmoe-synthetic", headers={"X-API-Key": "nope"})
+        assert (wrong.status_code, wrong.json()) == (401, examples["wrong_API_key"])
+        assert client.get("/v2/health/ready").status_code == 200  # probes stay open
+        answered = client.post(
+            "/v2/models/mmoe-synthetic/infer", json=body, headers={"X-API-Key": key}
+        )
+        assert answered.status_code == 200
