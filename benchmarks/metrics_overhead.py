@@ -27,10 +27,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from machine import add_out_argument
 from prometheus_client.parser import text_string_to_metric_families
 from serve import (
     BUNDLED_MODEL,
-    DEFAULT_OUT,
     WORKLOADS,
     WRK_HELP,
     WRK_SCRIPT,
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=4, help="seconds per run (4)")
     parser.add_argument("--rounds", type=int, default=3, help="ABBA rounds per workload (3)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per server (1)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    add_out_argument(parser)
     parser.add_argument("--provider", default="cpu", help="MMOE_PROVIDER of the service (cpu)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the servers (0)")
     parser.add_argument("--client-cpus", default="1", help="taskset CPU list of wrk (1)")

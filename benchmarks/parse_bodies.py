@@ -26,12 +26,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import chain
-from pathlib import Path
 
 import numpy as np
 import orjson
-from serve import DEFAULT_OUT, make_body
-from serve_report import cpu_model
+from machine import add_out_argument, cpu_model
+from serve import make_body
 
 from service.payload import decode_request, instances_to_array
 from service.payload_fast import decode_array_body, to_float32
@@ -90,13 +89,7 @@ def _once(function: Callable[[bytes], np.ndarray], body: bytes, repeats: int = 1
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="time per way and size")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
-        "benchmarks/results)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
     load_before = os.getloadavg()
     results = []

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import add_out_argument
 from protocol_workloads import V2_PATH, ProtocolWorkload, measure_protocol
 from serve_report import environment, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO_ROOT / "models" / "mmoe-synthetic" / "1"
-DEFAULT_OUT = REPO_ROOT / "out" / "benchmarks"  # ignored by git
 WRK_HELP = (
     "wrk is not installed. Install it with `sudo apt-get install wrk` (Debian/Ubuntu), "
     "`brew install wrk` (macOS), or build it from https://github.com/wg/wrk; then rerun."
@@ -298,13 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=8, help="seconds per point (8)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per point (1)")
     parser.add_argument("--soak-seconds", type=int, default=60, help="RSS soak run (60)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
-        "benchmarks/results)",
-    )
+    add_out_argument(parser)
     parser.add_argument(
         "--servers", nargs="+", default=["floor", "naive", "service"],
         choices=["floor", "naive", "service"], help="which servers to run (all three)",

@@ -8,9 +8,10 @@ import os
 import platform
 import subprocess
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from machine import cpu_model, package_version
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [
@@ -24,23 +25,6 @@ FIRST, LAST = ["floor", "naive", "before"], ["service"]
 def server_order(results: dict[str, Any]) -> list[str]:
     variants = [name for name in results if name not in FIRST + LAST]
     return [name for name in FIRST + variants + LAST if name in results]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _command_output(command: list[str]) -> str:
@@ -72,7 +56,7 @@ def environment(
         },
         "software": {
             "python": platform.python_version(),
-            **{package: _version(package) for package in PACKAGES},
+            **{package: package_version(package) for package in PACKAGES},
             "wrk": _command_output(["wrk", "--version"])
             .split(" Copyright")[0]
             .removeprefix("wrk "),

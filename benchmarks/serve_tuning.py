@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import add_out_argument
 from serve import (
     BUNDLED_MODEL,
-    DEFAULT_OUT,
     WRK_HELP,
     WRK_SCRIPT,
     Server,
@@ -50,13 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="1 s per point: a smoke run")
     parser.add_argument("--seconds", type=int, default=5, help="seconds per point (5)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
-        "benchmarks/results)",
-    )
+    add_out_argument(parser)
     parser.add_argument("--nice", type=int, default=0, help="niceness of servers and wrk")
     args = parser.parse_args(argv)
     if args.quick:

@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
+from machine import add_out_argument, cpu_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO_ROOT / "out" / "benchmarks"  # ignored by git
 NUMERIC, CATEGORICAL = 10, 10
 CHUNK_ROWS = 100_000
 
@@ -121,28 +121,12 @@ def measure(path: Path, models: Path, streaming: bool, epochs: int) -> dict:
     return measured
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="20,000 rows, 1 epoch")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
-        "benchmarks/results)",
-    )
+    add_out_argument(parser)
     arguments = parser.parse_args()
     rows, epochs = (20_000, 1) if arguments.quick else (arguments.rows, arguments.epochs)
 

@@ -20,10 +20,10 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import torch
+from machine import add_out_argument, cpu_model
 
 from training import synthetic
 from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
@@ -31,17 +31,6 @@ from training.replicas import ReplicaSplits, build_replicas, train_replicas
 from training.trainer import TensorSplit, initial_model, train
 
 TASKS = ["regression", "regression"]
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "out" / "benchmarks"  # ignored by git
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def datasets(replicas: int, rows: int) -> list[synthetic.SyntheticDataset]:
@@ -91,13 +80,7 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=["shared_bottom", "omoe", "mmoe"], help="architectures"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
-        "benchmarks/results)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, patience=args.epochs + 1)
