@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from service.describe import json_kind
 from service.errors import InvalidInferenceRequestError, PayloadTooLargeError
 from service.json_encoding import encode
 from service.oip import datatypes
@@ -293,7 +294,7 @@ def _json_values(name: str, datatype: Datatype, data: Any, count: int) -> np.nda
     """JSON `data` (flat or nested, row-major) -> a flat array of `datatype`."""
     if not isinstance(data, list):
         raise InvalidInferenceRequestError(
-            f"input {name!r}: 'data' must be an array of values, not {_kind(data)}"
+            f"input {name!r}: 'data' must be an array of values, not {json_kind(data)}"
         )
     values, kinds = _flatten(data)
     if len(values) != count:
@@ -307,7 +308,8 @@ def _json_values(name: str, datatype: Datatype, data: Any, count: int) -> np.nda
         index, value = next((i, v) for i, v in enumerate(values) if type(v) not in allowed)
         wanted = {"BOOL": "true or false", "int": "whole numbers", "float": "numbers"}[family]
         raise InvalidInferenceRequestError(
-            f"input {name!r}: value {index} is {_kind(value)}; {datatype.name} values are {wanted}"
+            f"input {name!r}: value {index} is {json_kind(value)}; "
+            f"{datatype.name} values are {wanted}"
         )
     if family == "BOOL":
         return np.array(values, dtype=datatype.dtype)
@@ -367,7 +369,7 @@ def _flag(
     value = (parameters or {}).get(key, default)
     if value is not default and not isinstance(value, bool):
         raise InvalidInferenceRequestError(
-            f"{owner}: the {key} parameter must be true or false, not {_kind(value)}"
+            f"{owner}: the {key} parameter must be true or false, not {json_kind(value)}"
         )
     return value
 
@@ -378,17 +380,3 @@ def _unique(kind: str, names: list[str]) -> None:
         if name in seen:
             raise InvalidInferenceRequestError(f"{kind} {name!r} appears twice; send it once")
         seen.add(name)
-
-
-def _kind(value: Any) -> str:
-    """How a JSON value reads in a message."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"a string ({orjson.dumps(shown).decode()})"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    return "an array" if isinstance(value, list) else "an object"

@@ -196,7 +196,7 @@ def test_a_json_only_response_has_no_header_length():
         (
             json_features([1, 2, 3.5, 4, 5, 6], datatype="INT64"),
             None,
-            "input 'features': value 2 is the number 3.5; INT64 values are whole numbers",
+            "input 'features': value 2 is a number (3.5); INT64 values are whole numbers",
         ),
         (
             json_features({"x": 1}),
