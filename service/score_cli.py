@@ -8,12 +8,15 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from service.client import ClientError, MMoEClient
+from service.client import ClientError, MMoEClient, Prediction
 from service.contract import VERSION_RULE, parse_version
 from service.errors import ModelLoadError, ServiceError
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.scoring import Scorer
 
 EXIT_FAILED = 1  # the model cannot be loaded or the server cannot answer
 EXIT_USAGE = 2  # bad options, or an input that cannot be scored (a missing column, ...)
@@ -25,7 +28,8 @@ examples:
   mmoe-score rows.csv --out scored.parquet --url http://127.0.0.1:8000   # through a server
 
 The input has one column per feature, named as the model's card names them (the bundled model:
-x_1 ... x_100); other columns are ignored unless --keep copies them. The output has, in input
+x_1 ... x_100; mmoe-adult: its numeric and categorical columns, text for the categories, an empty
+cell where a value is missing); other columns are ignored unless --keep copies them. The output has, in input
 order, the kept columns, one column per task (named by the task), and with --gates one column per
 gate and expert: gate_<task>_e<i> (MMoE) or gate_shared_e<i> (OMoE). The output is written to a
 temporary file and moved into place at the end: a failed run leaves none.
@@ -136,11 +140,11 @@ def score(arguments: argparse.Namespace) -> int:
     from service.scoring import (
         LocalScorer,
         RemoteScorer,
-        Scorer,
         feature_columns,
         features_of,
         output_batch,
         output_names,
+        records_of,
     )
     from service.tables import TableReader, TableWriter
 
@@ -170,8 +174,15 @@ def score(arguments: argparse.Namespace) -> int:
     rows = 0
     try:
         columns = list(dict.fromkeys([*features, *keep]))
-        for batch in reader.batches(columns, features, arguments.batch_size, progress.update):
-            answer = scorer.score(features_of(batch, features, rows), gates)
+        numeric = spec.feature_names if spec.records else features
+        batches = reader.batches(
+            columns, numeric, arguments.batch_size, progress.update, text=spec.categorical
+        )
+        for batch in batches:
+            if spec.records:
+                answer = score_records(scorer, records_of(batch, spec, rows), gates, rows)
+            else:
+                answer = scorer.score(features_of(batch, features, rows), gates)
             writer.write(output_batch(batch, keep, spec, answer, gates))
             rows += batch.num_rows
         writer.commit()
@@ -187,6 +198,23 @@ def score(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def score_records(
+    scorer: Scorer, records: list[dict[str, Any]], gates: bool, first_row: int
+) -> Prediction:
+    """The model's encoder names a bad value by its instance in the batch; say its row."""
+    from service.scoring import ScoringError
+
+    try:
+        return scorer.score(records, gates)
+    except ServiceError as error:
+        if error.status != 422:
+            raise
+        raise ScoringError(
+            f"rows {first_row + 1}-{first_row + len(records)}: {error} (instance i is row "
+            f"{first_row + 1} + i)"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class ModelSpec:
     task_names: list[str]
     gates: int  # gates the model exports: 0 (Shared-Bottom), 1 (OMoE), one per task (MMoE)
     experts: int
-    categorical: list[str]  # a table model's categorical features (not scored here)
+    categorical: list[str]  # a table model's categorical features, after the numeric ones
+    records: bool  # a table model: rows go in as records of named features, nulls allowed
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> ModelSpec:
@@ -51,6 +52,7 @@ class ModelSpec:
             gates=card["experts"]["gates"],
             experts=card["experts"]["count"],
             categorical=[feature["name"] for feature in categorical["features"]],
+            records=bool(card.get("categorical")) or card["input"].get("accepts_missing", False),
         )
 
     def gate_owners(self) -> list[tuple[str, str]]:
@@ -60,10 +62,13 @@ class ModelSpec:
         return [(task, task) for task in self.task_names] if self.gates else []
 
 
+Inputs = np.ndarray | list[dict[str, Any]]  # float32 [rows, d], or a table model's records
+
+
 class Scorer(Protocol):
     spec: ModelSpec
 
-    def score(self, features: np.ndarray, return_gates: bool) -> Prediction: ...
+    def score(self, inputs: Inputs, return_gates: bool) -> Prediction: ...
 
 
 class LocalScorer:
@@ -85,8 +90,9 @@ class LocalScorer:
         self.served = ServedModel.load(versions[chosen], RuntimeOptions(provider, available_cpus()))
         self.spec = ModelSpec.from_card(self.served.card.model_dump(mode="json"))
 
-    def score(self, features: np.ndarray, return_gates: bool) -> Prediction:
-        outputs = self.served.predict(features, return_gates)
+    def score(self, inputs: Inputs, return_gates: bool) -> Prediction:
+        feeds = self.served.feeds(inputs) if isinstance(inputs, list) else inputs
+        outputs = self.served.predict(feeds, return_gates)
         tasks = self.spec.task_names
         predictions = {task: outputs.predictions[:, index] for index, task in enumerate(tasks)}
         gates = None
@@ -107,10 +113,10 @@ class RemoteScorer:
         self.client = client
         self.spec = ModelSpec.from_card(client.model_metadata(name, version)["card"])
 
-    def score(self, features: np.ndarray, return_gates: bool) -> Prediction:
+    def score(self, inputs: Inputs, return_gates: bool) -> Prediction:
         model = self.spec.model
         return self.client.predict(
-            features, return_gates=return_gates, model=model.name, version=model.version
+            inputs, return_gates=return_gates, model=model.name, version=model.version
         )
 
 
@@ -131,27 +137,21 @@ def feature_columns(spec: ModelSpec, available: list[str], keep: list[str]) -> l
     """The input columns that feed the model, in its feature order; a clear error for any that
     is missing, and for a kept column the input does not have."""
     model = f"model {spec.model.name!r} version {spec.model.version}"
-    if spec.categorical:
-        shown = ", ".join(spec.categorical[:5]) + (" ..." if len(spec.categorical) > 5 else "")
-        raise ScoringError(
-            f"{model} has categorical features ({shown}); mmoe-score scores models whose "
-            "features are all numbers: send its rows to POST /predict as objects of named "
-            "features (service.client's predict takes records)"
-        )
-    if not spec.feature_names:
+    wanted = [*spec.feature_names, *spec.categorical]
+    if not wanted:
         raise ScoringError(f"{model}: its card names no features to match the input's columns")
     present = set(available)
-    missing = [name for name in spec.feature_names if name not in present]
+    missing = [name for name in wanted if name not in present]
     if missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise ScoringError(
-            f"the input lacks {len(missing)} of the {len(spec.feature_names)} feature columns "
+            f"the input lacks {len(missing)} of the {len(wanted)} feature columns "
             f"of {model}: {shown}"
         )
     absent = [name for name in keep if name not in present]
     if absent:
         raise ScoringError(f"--keep names columns the input does not have: {absent}")
-    return list(spec.feature_names)
+    return wanted
 
 
 def features_of(batch: pa.RecordBatch, names: list[str], first_row: int) -> np.ndarray:
@@ -180,6 +180,22 @@ def features_of(batch: pa.RecordBatch, names: list[str], first_row: int) -> np.n
             "not a finite number within the float32 range"
         )
     return features
+
+
+def records_of(batch: pa.RecordBatch, spec: ModelSpec, first_row: int) -> list[dict[str, Any]]:
+    """A table model's rows as records of named features: numbers (null where missing) for the
+    numeric features, strings for the categorical ones (a CSV's digits are read as text there);
+    the model's own encoder then checks and codes them as POST /predict does."""
+    for name in spec.feature_names:
+        column_type = batch.column(name).type
+        if not (pa.types.is_floating(column_type) or pa.types.is_integer(column_type)):
+            raise ScoringError(f"column {name!r} holds {column_type} values; features are numbers")
+    columns = {name: batch.column(name) for name in spec.feature_names}
+    for name in spec.categorical:
+        column = batch.column(name)
+        columns[name] = column if pa.types.is_string(column.type) else column.cast(pa.string())
+    records: list[dict[str, Any]] = pa.RecordBatch.from_pydict(columns).to_pylist()
+    return records
 
 
 def output_batch(

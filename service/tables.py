@@ -102,8 +102,10 @@ class TableReader:
         numeric: list[str],
         batch_size: int,
         on_progress: Callable[[int], object] = lambda _: None,
+        text: list[str] | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Record batches of exactly `batch_size` rows (the last may be shorter)."""
+        """Record batches of exactly `batch_size` rows (the last may be shorter); a CSV's
+        `numeric` columns are read as numbers, its `text` columns as strings."""
         if self._parquet is not None:
             source = self._parquet.iter_batches(batch_size=batch_size, columns=names)
             for batch in rebatch(source, batch_size):
@@ -111,7 +113,10 @@ class TableReader:
                 yield batch
             return
         options = pa_csv.ConvertOptions(
-            include_columns=names, column_types={name: pa.float64() for name in numeric}
+            include_columns=names,
+            column_types={name: pa.float64() for name in numeric}
+            | {name: pa.string() for name in text or []},
+            strings_can_be_null=True,  # an empty text cell is a missing category, as in numbers
         )
         with self.path.open("rb") as raw:
             counting = _CountingFile(raw, on_progress)
