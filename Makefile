@@ -61,11 +61,19 @@ train-adult: $(VENV)/.installed-dev  ## train UCI Adult's two binary tasks (conf
 adult-study: $(VENV)/.installed-dev  ## Shared-Bottom, OMoE, MMoE on UCI Adult over 5 seeds beside LR and gradient boosting -> docs/results/adult
 	$(BIN)/python -m training.experiments.adult --out docs/results/adult $(ARGS)
 
-.PHONY: experiments experiments-quick bench-train bench-table
-experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (200 runs per cell) -> docs/results
+# The experiments write to out/experiments/ (ignored by git); the results-* targets regenerate the
+# committed results in docs/results on purpose.
+.PHONY: experiments experiments-quick results results-quick bench-train bench-table
+experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (200 runs per cell) -> out/experiments/full
+	$(BIN)/python -m training.experiments --full --out out/experiments/full $(ARGS)
+
+experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (~2 min) -> out/experiments/quick
+	$(BIN)/python -m training.experiments --quick --out out/experiments/quick $(ARGS)
+
+results: $(VENV)/.installed-dev  ## regenerate the committed full results: overwrites docs/results
 	$(BIN)/python -m training.experiments --full --out docs/results $(ARGS)
 
-experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (~2 min) -> docs/results/quick
+results-quick: $(VENV)/.installed-dev  ## regenerate the committed quick results: overwrites docs/results/quick
 	$(BIN)/python -m training.experiments --quick --out docs/results/quick $(ARGS)
 
 # Benchmarks write to out/benchmarks/ (ignored by git); ARGS="--out benchmarks/results" records

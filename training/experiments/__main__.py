@@ -28,6 +28,7 @@ from training.experiments.report import write_readme
 from training.experiments.runner import run_keys
 
 INTEGER_FIELDS = {"m", "seed", "best_epoch", "epochs_run"}
+DEFAULT_OUT = Path("out") / "experiments"  # ignored by git
 DISCUSSION = Path(__file__).resolve().parents[2] / "docs" / "results" / "DISCUSSION.md"
 
 
@@ -41,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Examples:\n"
-            "  python -m training.experiments --quick --out docs/results/quick\n"
-            "  python -m training.experiments --full --out docs/results\n"
+            "  python -m training.experiments --quick                  # -> out/experiments/quick\n"
+            "  python -m training.experiments --full --out docs/results  # the committed results\n"
             "  python -m training.experiments --quick --set repeats=3 --set epochs=5 --out /tmp/x"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("docs/results"),
-        help="output folder (default: %(default)s)",
+        default=None,
+        help="output folder (default: out/experiments/full or out/experiments/quick, ignored by "
+        "git; the committed results are docs/results and docs/results/quick)",
     )
     parser.add_argument(
         "--workers",
@@ -146,6 +148,8 @@ def draw(out: Path, records: list[dict], label_table: list[dict], protocol: Prot
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     protocol = resolve_protocol(FULL if args.full else QUICK, args.set)
+    if args.out is None:
+        args.out = DEFAULT_OUT / ("full" if args.full else "quick")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.replot:
         records = read_csv(args.out / "runs.csv")

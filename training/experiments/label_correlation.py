@@ -1,4 +1,4 @@
-"""Figure 3 of the paper: how correlated the two labels are for a given cosine p of w_1 and w_2.
+"""A check of the data generator: how correlated the two labels are for a cosine p of w_1 and w_2.
 
 The sine terms make the labels less correlated than their weight vectors: the Pearson correlation
 of y_1 and y_2 falls below p, the more so the more the sines dominate (large c or m). Pure numpy.

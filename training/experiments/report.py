@@ -6,14 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.experiments.protocol import MODEL_LABELS, MODELS, Protocol
+from training.experiments.protocol import FULL, MODEL_LABELS, MODELS, Protocol
 from training.experiments.summary import cell_stats, run_loss, select
 
 FIGURES = {
-    "performance_vs_correlation.png": "Performance vs task correlation (paper Figure 4)",
-    "trainability.png": "Trainability: final test loss over repeated runs (paper Figure 6)",
-    "learning_rates.png": "Trainability over Adam learning rates (paper Figure 6)",
-    "label_correlation.png": "Label correlation vs weight cosine (paper Figure 3)",
+    "performance_vs_correlation.png": (
+        "Converged test loss vs task correlation (the paper's Figure 4 plots loss over steps)"
+    ),
+    "trainability.png": (
+        "Trainability: final test loss over repeated runs, as ECDFs (the paper's Figure 6 shows "
+        "histograms)"
+    ),
+    "learning_rates.png": "Trainability over Adam learning rates",
+    "label_correlation.png": "Label correlation vs weight cosine (a check of the data generator)",
     "sensitivity.png": "How the comparison changes with c and m",
 }
 
@@ -95,6 +100,32 @@ def findings(records: Sequence[dict], protocol: Protocol) -> list[str]:
     ]
 
 
+def quick_note(records: Sequence[dict], protocol: Protocol) -> list[str]:
+    """For a protocol other than the full one: what it changes, and why it is not the study."""
+    if protocol == FULL:
+        return []
+    mine, full = protocol.model_dump(), FULL.model_dump()
+    changes = [
+        f"`{field}` {mine[field]} (full: {full[field]})"
+        for field in mine
+        if field != "name" and mine[field] != full[field]
+    ]
+    capped = sum(1 for r in records if r["best_epoch"] >= protocol.epochs)
+    return [
+        f"**This is not the experiment.** The {protocol.name!r} protocol runs the same code and "
+        "draws the same figures as the full protocol from fewer and smaller runs, so that it "
+        "finishes in minutes: it shows that the pipeline works. Its numbers and verdicts are not "
+        "the study's and may contradict it (the ranking of the models can invert): with "
+        f"{protocol.train_size} training rows instead of {FULL.train_size} and at most "
+        f"{protocol.epochs} epochs instead of {FULL.epochs}, the models are compared on less data "
+        f"and before all of them have converged ({capped} of its {len(records)} runs had their "
+        f"best epoch at the cap), and with {protocol.repeats} runs per cell instead of "
+        f"{FULL.repeats} a median moves with a few seeds. The full results are in "
+        "`docs/results/`. This protocol differs from the full one in: " + "; ".join(changes) + ".",
+        "",
+    ]
+
+
 def write_readme(
     records: Sequence[dict],
     label_table: Sequence[dict],
@@ -141,6 +172,7 @@ def write_readme(
         "initialisation and its batch order, and the same seeds serve every model and every p "
         "(common random numbers). Loss: test MSE on raw labels.",
         "",
+        *quick_note(records, protocol),
         f"Wall time: main study {timing['main_seconds']:.0f} s, everything "
         f"{timing['total_seconds']:.0f} s, with {timing['workers']} worker processes of "
         f"{timing['threads_per_worker']} torch thread on {timing['machine']}. "
