@@ -29,10 +29,10 @@ examples:
 
 The input has one column per feature, named as the model's card names them (the bundled model:
 x_1 ... x_100; mmoe-adult: its numeric and categorical columns, text for the categories, an empty
-cell where a value is missing); other columns are ignored unless --keep copies them. The output has, in input
-order, the kept columns, one column per task (named by the task), and with --gates one column per
-gate and expert: gate_<task>_e<i> (MMoE) or gate_shared_e<i> (OMoE). The output is written to a
-temporary file and moved into place at the end: a failed run leaves none.
+cell where a value is missing); other columns are ignored unless --keep copies them. The output
+has, in input order, the kept columns, one column per task (named by the task), and with --gates
+one column per gate and expert: gate_<task>_e<i> (MMoE) or gate_shared_e<i> (OMoE). The output is
+written to a temporary file and moved into place at the end: a failed run leaves none.
 
 exit status: 0 scored; 1 the model cannot be loaded or the server cannot answer; 2 bad options
 or an input that cannot be scored (a missing column, an empty or non-numeric value, ...)."""
