@@ -45,16 +45,19 @@ async def http_error(request: Request, error: Exception) -> Response:
     """Starlette's own errors: unknown routes (404), wrong methods (405), and any other."""
     assert isinstance(error, HTTPException)
     path = shown(request.url.path)
+    headers = error.headers
     if error.status_code == 404:
         code = "not_found"
         message = f"no route for {request.method} {path}; the API is described at /docs"
     elif error.status_code == 405:
-        allowed = (error.headers or {}).get("Allow", "")
+        # Starlette lists a route's methods in set order, which changes from process to process
+        allowed = ", ".join(sorted((error.headers or {}).get("Allow", "").split(", ")))
+        headers = {**(error.headers or {}), "Allow": allowed}
         code = "method_not_allowed"
         message = f"{request.method} is not allowed on {path}; allowed: {allowed}"
     else:
         code, message = f"http_{error.status_code}", str(error.detail)
-    return error_response(request, error.status_code, code, message, None, error.headers)
+    return error_response(request, error.status_code, code, message, None, headers)
 
 
 async def validation_error(request: Request, error: Exception) -> Response:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.handlers import ServiceState, version_from_path
-from service.model import ServedModel
+from service.model import ServedModel, require_finite
 from service.oip import codec, metadata, signature
 
 
@@ -67,6 +67,7 @@ class InferenceProtocolHandler:
         feeds = signature.check_inputs(model, request.inputs, self.max_instances)
         chosen = signature.chosen_outputs(model, request)
         outputs = await self.runner.run(model, feeds)
+        require_finite(outputs)  # an overflow is the client's 400 naming the rows, never a success
         return codec.encode_response(
             model.name,
             model.version,

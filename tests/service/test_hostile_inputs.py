@@ -177,3 +177,105 @@ def test_head_on_the_metrics_answers_200_without_a_body(client: TestClient) -> N
     head = client.head("/metrics")  # (its length changes with every request counted)
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["content-type"].startswith("text/plain")
+
+
+# The Open Inference Protocol's routes (/v2) hold to the same bounds, in the protocol's
+# {"error": "<message>"} shape.
+
+FEATURES = {"name": "features", "datatype": "FP32", "shape": [1, 100], "data": ROW}
+V2_INFER = "/v2/models/mmoe-synthetic/infer"
+
+
+@pytest.mark.parametrize("suffix", ["", "/ready"])
+def test_a_huge_version_on_v2_is_a_small_404(client: TestClient, suffix: str) -> None:
+    version = "9" * 60_000
+    response = client.get(f"/v2/models/mmoe-synthetic/versions/{version}{suffix}")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": f"model 'mmoe-synthetic' has no version '{'9' * 64}... (59936 more characters)'"
+        "; a version is a whole number from 1 to 2147483647 with no leading zero, or 'latest' "
+        "(available versions: [1])"
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "quoted"),
+    [
+        ({"inputs": [FEATURES | {"datatype": "x" * 1_000_000}]}, "unknown datatype 'xxx"),
+        ({"inputs": [FEATURES], "outputs": [{"name": "o" * 1_000_000}]}, "no output 'ooo"),
+        ({"inputs": [FEATURES, FEATURES | {"name": "n" * 1_000_000}]}, "no input 'nnn"),
+        ({"inputs": [FEATURES | {"name": "n" * 1_000_000, "shape": "x"}]}, "inputs[0] ('nnn"),
+    ],
+    ids=["datatype", "output name", "input name", "name of an invalid input"],
+)
+def test_a_megabyte_name_on_v2_is_quoted_cut_short(
+    client: TestClient, body: dict[str, object], quoted: str
+) -> None:
+    response = client.post(V2_INFER, json=body)
+    assert response.status_code == 400
+    assert len(response.content) < SMALL_ANSWER
+    assert quoted in response.json()["error"]
+    assert "... (999936 more characters)'" in response.json()["error"]
+
+
+def test_many_invalid_inputs_on_v2_are_described_ten_at_most(client: TestClient) -> None:
+    inputs = [{"name": f"in{i}", "datatype": "FP32", "shape": "x"} for i in range(20_000)]
+    response = client.post(V2_INFER, json={"inputs": inputs})
+    assert response.status_code == 400
+    described = "; ".join(
+        f"inputs[{i}] ('in{i}').shape: Input should be a valid list" for i in range(10)
+    )
+    assert response.json() == {
+        "error": f"invalid inference request: {described}; and 19990 more problems"
+    }
+
+
+def test_outputs_that_overflow_on_v2_are_a_400_never_nulls(client: TestClient) -> None:
+    response = client.post(V2_INFER, json={"inputs": [FEATURES | {"data": [3.4e38] * 100}]})
+    assert response.status_code == 400  # once: 200 with "data": [null, null]
+    assert response.json() == {
+        "error": "the model's outputs for instance(s) [0] are not finite numbers (they "
+        "overflowed inside the model, most likely from extreme feature values); send values in "
+        "the range the model was trained on"
+    }
+
+
+def test_bodies_over_the_budget_on_v2_are_a_503_in_the_protocols_shape(
+    client: TestClient,
+) -> None:
+    bodies = client.app.state.bodies  # type: ignore[attr-defined]
+    held, bodies.held = bodies.held, bodies.limits.max_inflight_bytes - 100  # others' uploads
+    try:
+        response = client.post(V2_INFER, json={"inputs": [FEATURES]})
+    finally:
+        bodies.held = held
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"].startswith(
+        "the server is holding as many request bodies as it may at once; retry shortly"
+    )
+    assert bodies.held == held  # what the refused request counted is given back
+    assert client.post(V2_INFER, json={"inputs": [FEATURES]}).status_code == 200
+    assert bodies.held == held
+
+
+@pytest.mark.parametrize("path", ["/v2/models/mmoe-synthetic/", "/v2/health/live/"])
+def test_a_trailing_slash_on_v2_is_a_404_never_a_redirect(client: TestClient, path: str) -> None:
+    response = client.get(path, headers={"Host": "evil.example.com"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert "evil" not in response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/mmoe-synthetic",
+             "/v2/models/mmoe-synthetic/versions/1", "/v2/models/mmoe-synthetic/ready",
+             "/v2/models/mmoe-synthetic/versions/1/ready", "/v2/models/nope"],
+)  # fmt: skip
+def test_head_on_v2_answers_what_get_answers_without_the_body(
+    client: TestClient, path: str
+) -> None:
+    get, head = client.get(path), client.head(path)
+    assert (head.status_code, head.content) == (get.status_code, b"")
+    assert head.headers["content-length"] == str(len(get.content))
+    assert head.headers["content-type"] == get.headers["content-type"]
