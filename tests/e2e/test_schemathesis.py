@@ -1,7 +1,8 @@
 """schemathesis against a real server: every operation of the OpenAPI schema, every check
 (server errors, status codes, content types, response schemas, schema-valid requests accepted,
 schema-violating ones refused, methods the schema does not list), derandomised and bounded; the
-admin routes with the API key."""
+admin routes with the API key. On /v2's infer, a schema-valid request need not fit the model (the
+protocol's schema is one for all models): that one check is off there (schemathesis.toml)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.e2e.conftest import ServerProcess
 from tests.support import copy_bundled
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-EXAMPLES_PER_OPERATION = 50  # ~2,200 requests: about 25 s on 2 cores
+EXAMPLES_PER_OPERATION = 30  # ~2,000 requests: about 25 s on 2 cores
 API_KEY = "schemathesis-key-0123456789"
 
 
@@ -48,7 +49,6 @@ def test_every_check_passes_on_every_operation(small_server: ServerProcess, tmp_
         [
             str(st), "--config-file", str(CONFIG), "--no-color", "run",
             f"{small_server.url}/openapi.json",
-            "--checks", "all",
             "--max-examples", str(EXAMPLES_PER_OPERATION),
             "--generation-deterministic",
             "--workers", "1",
@@ -68,7 +68,7 @@ def test_every_check_passes_on_every_operation(small_server: ServerProcess, tmp_
     generated, passed = map(int, summary.groups())
     assert generated == passed > 1000
     operations = re.search(r"Tested: (\d+)", output)
-    # GET and HEAD: /health/live, /health/ready, /models, /models/{name}, its versions, /metrics;
-    # POST: /predict, /admin/reload
-    assert operations is not None and int(operations.group(1)) == 14
+    # GET and HEAD: /health/live, /health/ready, /models, /models/{name}, its versions, /metrics,
+    # and /v2's seven; POST: /predict, /admin/reload, /v2's two infer
+    assert operations is not None and int(operations.group(1)) == 30
     assert "Traceback" not in small_server.log() and " ERROR " not in small_server.log()
