@@ -4,11 +4,14 @@ One `python -m service` process (default settings, the bundled models copied to 
 repository) and one asyncio client in this process with --concurrency workers, each drawing its
 next request from a fixed mix:
 
-- single:  one instance (each answer must equal the first answer to the same body, to within
-           float32 rounding: onnxruntime's kernels round differently with the batch a row
-           shares, so a micro-batched answer may differ from another in its last bits);
+- single:  one instance on /predict (each answer must equal the first answer to the same body,
+           to within float32 rounding: onnxruntime's kernels round differently with the batch a
+           row shares, so a micro-batched answer may differ from another in its last bits);
 - batch:   64 instances;
-- invalid: a wrong feature count, a body that is not JSON, an unknown model (each its 4xx);
+- v2:      one row as an Open Inference Protocol JSON tensor (/v2/models/.../infer), held to the
+           first answer the same way;
+- invalid: a wrong feature count, a body that is not JSON, an unknown model, a /v2 tensor of the
+           wrong shape (each its 4xx);
 - aborted: a new connection that sends half a body and closes (nobody to answer).
 
 First --baseline-seconds of single and batch requests alone (the baseline, in the same run), then
@@ -42,10 +45,8 @@ from typing import Any
 
 import numpy as np
 import psutil
-from serve_report import _command_output, _version, cpu_model
+from machine import REPO_ROOT, add_out_argument, cpu_model, package_version
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO_ROOT / "out" / "benchmarks"
 MODELS = ["mmoe-synthetic", "mmoe-adult"]
 MAX_RSS_GROWTH = 0.10
 RTOL, ATOL = 1e-5, 1e-6  # float32 rounding, far below any real difference
@@ -56,19 +57,26 @@ def _body(instances: list[Any], **extra: Any) -> bytes:
     return json.dumps({"instances": instances, **extra}).encode()
 
 
+def _tensor(rows: list[list[float]]) -> bytes:
+    features = {"name": "features", "datatype": "FP32", "shape": [len(rows), len(rows[0])]}
+    return json.dumps({"inputs": [features | {"data": rows}]}).encode()
+
+
 ROW = [round(0.01 * i, 2) for i in range(100)]
-# kind -> (body, the statuses it may get)
-REQUESTS: dict[str, tuple[bytes, set[int]]] = {
-    "single": (_body([ROW]), {200}),
-    "batch": (_body([ROW] * 64), {200}),
-    "invalid: feature count": (_body([ROW[:99]]), {422}),
-    "invalid: not JSON": (b'{"instances": [[1, 2,', {422}),
-    "invalid: unknown model": (_body([ROW], model="no-such-model"), {404}),
+PREDICT, V2_INFER = "/predict", "/v2/models/mmoe-synthetic/infer"
+# kind -> (path, body, the statuses it may get)
+REQUESTS: dict[str, tuple[str, bytes, set[int]]] = {
+    "single": (PREDICT, _body([ROW]), {200}),
+    "batch": (PREDICT, _body([ROW] * 64), {200}),
+    "v2": (V2_INFER, _tensor([ROW]), {200}),
+    "invalid: feature count": (PREDICT, _body([ROW[:99]]), {422}),
+    "invalid: not JSON": (PREDICT, b'{"instances": [[1, 2,', {422}),
+    "invalid: unknown model": (PREDICT, _body([ROW], model="no-such-model"), {404}),
+    "invalid: v2 shape": (V2_INFER, _tensor([ROW[:99]]), {400}),
 }
-MIX = (
-    ["single"] * 8 + ["batch"] * 2 + [k for k in REQUESTS if k.startswith("invalid")] + ["aborted"]
-)
-BASELINE_MIX = ["single"] * 8 + ["batch"] * 2
+INVALID = [kind for kind in REQUESTS if kind.startswith("invalid")]
+MIX = ["single"] * 7 + ["batch"] * 2 + ["v2"] * 2 + INVALID + ["aborted"]
+BASELINE_MIX = ["single"] * 7 + ["batch"] * 2 + ["v2"] * 2
 
 
 @dataclass
@@ -88,13 +96,17 @@ class Record:
 
     def compare(self, kind: str, answer: bytes) -> bool:
         """Whether `answer` equals the first answer to `kind`, to within float32 rounding."""
-        values = np.array(
-            [
-                [*task["predictions"], *np.ravel(task["gate_weights"] or [])]
-                for task in json.loads(answer)["tasks"].values()
-            ],
-            dtype=np.float64,
-        )
+        parsed = json.loads(answer)
+        if "outputs" in parsed:  # /v2
+            values = np.concatenate([np.ravel(output["data"]) for output in parsed["outputs"]])
+        else:
+            values = np.array(
+                [
+                    [*task["predictions"], *np.ravel(task["gate_weights"] or [])]
+                    for task in parsed["tasks"].values()
+                ],
+                dtype=np.float64,
+            )
         first = self.first_answers.setdefault(kind, values)
         difference = float(np.max(np.abs(values - first)))
         self.largest_difference = max(self.largest_difference, difference)
@@ -104,9 +116,9 @@ class Record:
         return self.windows[-1]
 
 
-def _request(body: bytes) -> bytes:
+def _request(path: str, body: bytes) -> bytes:
     head = (
-        f"POST /predict HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -125,8 +137,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
 async def _abort(port: int) -> None:
     """Half a body on a new connection, then gone."""
     _, writer = await asyncio.open_connection("127.0.0.1", port)
-    body = REQUESTS["batch"][0]
-    writer.write(_request(body)[: len(body) // 2])
+    path, body, _ = REQUESTS["batch"]
+    writer.write(_request(path, body)[: len(body) // 2])
     await writer.drain()
     writer.close()
     await writer.wait_closed()
@@ -145,13 +157,13 @@ async def _worker(port: int, mix: list[str], deadline: float, record: Record, se
             except OSError as error:
                 record.unexpected[f"aborted: {type(error).__name__}"] += 1
             continue
-        body, expected = REQUESTS[kind]
+        path, body, expected = REQUESTS[kind]
         try:
             if connection is None:
                 connection = await asyncio.open_connection("127.0.0.1", port)
             reader, writer = connection
             started = time.perf_counter()
-            writer.write(_request(body))
+            writer.write(_request(path, body))
             status, answer, closed = await asyncio.wait_for(_read_response(reader), READ_TIMEOUT_S)
             elapsed_ms = (time.perf_counter() - started) * 1e3
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
@@ -243,6 +255,13 @@ def start_server(repository: Path, log_path: Path) -> tuple[subprocess.Popen[byt
     raise RuntimeError(f"the server was not ready in 90 s:\n{log_path.read_text()}")
 
 
+def _git_commit() -> str:
+    completed = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    return completed.stdout.strip() or "unknown"
+
+
 def _free_port() -> int:
     import socket
 
@@ -259,7 +278,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['date']}, commit {result['git_commit']}; {machine['cpu']}, {machine['cores']} "
         f"cores; load average {machine['load_average_before']} before, "
-        f"{machine['load_average_after']} after (other people's jobs share this machine). "
+        f"{machine['load_average_after']} after (other people's jobs share this machine"
+        f"{': ' + machine['note'] if machine['note'] else ''}). "
         f"Server: `python -m service`, default settings, one process; client: asyncio in one "
         f"process, concurrency {result['concurrency']}, on the same machine.",
         "",
@@ -298,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-seconds", type=float, default=10.0, help="valid only (10)")
     parser.add_argument("--concurrency", type=int, default=64, help="client workers (64)")
     parser.add_argument("--window-seconds", type=float, default=5.0, help="report window (5)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    parser.add_argument(
+        "--note", default="", help="what else ran on the machine meanwhile, for the record"
+    )
+    add_out_argument(parser)
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
@@ -328,16 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "soak",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git_commit": _command_output(["git", "rev-parse", "--short", "HEAD"]),
+        "git_commit": _git_commit(),
         "concurrency": args.concurrency,
         "machine": {
             "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "note": args.note,
         },
         "software": {
-            name: _version(name) for name in ("uvicorn", "uvloop", "httptools", "onnxruntime")
+            name: package_version(name)
+            for name in ("uvicorn", "uvloop", "httptools", "onnxruntime")
         },
         "baseline": {
             "seconds": args.baseline_seconds,

@@ -28,8 +28,8 @@ def test_the_soak_runs_briefly_with_no_unexpected_answer(tmp_path: Path) -> None
     assert result["unexpected"] == {}
     mix = result["mix"]["overall"]["requests"]
     assert set(mix) == {
-        "single", "batch", "aborted",
-        "invalid: feature count", "invalid: not JSON", "invalid: unknown model",
+        "single", "batch", "v2", "aborted", "invalid: feature count", "invalid: not JSON",
+        "invalid: unknown model", "invalid: v2 shape",
     }  # fmt: skip
     assert result["machine"]["load_average_before"] and result["mix"]["windows"]
     assert all(window["rss_mb"] > 0 for window in result["mix"]["windows"])
