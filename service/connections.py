@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from service.errors import RETRY_AFTER_SECONDS, error_body
 from service.json_encoding import encode
 from service.middleware import new_request_id
+from service.oip.errors import on_protocol_route, protocol_error_body
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             "server's limit is MMOE_BODY_TIMEOUT_S)",
             {"body_timeout_s": timeout},
             request_id=state.get("request_id"),
+            path=cycle.scope["path"],
         )
 
     def _headers_too_slow(self) -> None:
@@ -223,12 +225,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         details: dict[str, Any] | None = None,
         retry_after: bool = False,
         request_id: str | None = None,
+        path: str | None = None,
     ) -> None:
-        """Write a complete JSON error answer, then close: half-close first and read (dropping
-        it) what the client still sends for LINGER_S, so that the answer is not lost to a reset."""
+        """Write a complete JSON error answer (in the Open Inference Protocol's shape when `path`,
+        the request's, is one of its), then close: half-close first and read (dropping it) what
+        the client still sends for LINGER_S, so that the answer is not lost to a reset."""
         request_id = request_id or new_request_id()
         logger.info("%d %s for %s (request id %s)", status, code, _peer(self.client), request_id)
-        body = encode(error_body(code, message, details, request_id))
+        if path is not None and on_protocol_route(path):
+            body = encode(protocol_error_body(message))
+        else:
+            body = encode(error_body(code, message, details, request_id))
         head = [
             b"HTTP/1.1 %d %s" % (status, REASONS[status]),
             b"content-type: application/json",

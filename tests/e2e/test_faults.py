@@ -146,10 +146,15 @@ def test_a_trickled_body_is_answered_408_after_the_body_timeout(
         slow.sendall(post("/predict", PREDICT[:10], length=len(PREDICT)))
         status, headers, error = error_of(read_until_closed(slow))
     assert (status, headers["connection"]) == (408, "close")
-    assert error["message"] == (
+    message = (
         "the request body did not arrive within 0.5 s; send it at once (the server's limit is "
         "MMOE_BODY_TIMEOUT_S)"
     )
+    assert error["message"] == message
+    with connect(server) as slow:  # the same on /v2, in the protocol's shape
+        slow.sendall(post("/v2/models/mmoe-synthetic/infer", b'{"inputs"', length=100))
+        status, headers, body = parse(read_until_closed(slow))
+    assert (status, headers["connection"], json.loads(body)) == (408, "close", {"error": message})
 
 
 def test_connections_beyond_the_limit_get_503_and_the_server_stays_up(
