@@ -227,14 +227,18 @@ def test_stalled_uploads_are_bounded_across_connections(
 # Item 6: a client that goes away is one info line, never a traceback.
 
 
-@pytest.mark.parametrize("fast_path", ["true", "false"])
+@pytest.mark.parametrize(
+    ("fast_path", "path"),
+    [("true", "/predict"), ("false", "/predict"), ("true", "/v2/models/mmoe-synthetic/infer")],
+    ids=["fast", "plain", "v2"],
+)
 def test_a_disconnect_is_one_info_line_without_a_traceback(
-    start_server: StartServer, repository: Path, fast_path: str
+    start_server: StartServer, repository: Path, fast_path: str, path: str
 ) -> None:
     server = start_server(settings(repository, MMOE_FAST_PATH=fast_path))
     for _ in range(20):
         with connect(server) as gone:
-            gone.sendall(post("/predict", PREDICT[:20], length=len(PREDICT)))
+            gone.sendall(post(path, PREDICT[:20], length=len(PREDICT)))
     log = wait_for_log(server, "client disconnected", 20)
     lines = [line for line in log.splitlines() if "client disconnected" in line]
     assert len(lines) == 20
