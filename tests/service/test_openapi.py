@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs  # schemathesis' validator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -56,6 +57,16 @@ def test_arrays_are_bounded_with_min_items_never_min_length(schema: dict[str, An
     assert (arrays_of_numbers["minItems"], arrays_of_numbers["maxItems"]) == (100, 100)
     assert objects["required"] == [f"x_{i}" for i in range(1, 101)]
     assert objects["additionalProperties"] is False
+
+
+def test_a_schema_valid_predict_body_is_one_the_server_takes(schema: dict[str, Any]) -> None:
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    valid = jsonschema_rs.validator_for(body["schema"]).is_valid
+    assert not valid({"instances": [{"x-any": 0}]})  # once schema-valid, and refused with 422
+    assert not valid({"instances": [[0.5] * 99]})
+    assert not valid({"instances": [[0.5] * 100], "model": "mmoe-adult"})
+    assert valid({"instances": [[0.5] * 100]})
+    assert valid({"instances": [{f"x_{i}": 0.5 for i in range(1, 101)}], "version": "latest"})
 
 
 def test_predict_version_accepts_latest(schema: dict[str, Any]) -> None:
