@@ -168,9 +168,7 @@ def create_app(
         app.fast_predict = endpoint
     app.include_router(build_router(HealthHandler(state), ModelsHandler(state), predict, bodies))
     app.include_router(answer_head(build_operations_router(AdminHandler(state, reloader), metrics)))
-    protocol = InferenceProtocolHandler(
-        state, runner, settings.max_instances, settings.max_body_bytes
-    )
+    protocol = InferenceProtocolHandler(state, runner, settings.max_instances)
     app.include_router(answer_head(build_protocol_router(protocol, bodies)))
     answer_head(app.router)  # the docs and /ui
     return app

@@ -69,6 +69,10 @@ class BodyBudget:
             self.held -= size
             raise
 
+    def hold(self, data: bytes) -> None:
+        """Count `data` (a body's decompressed copy) until `release`, or refuse it (503)."""
+        self._take(len(data))
+
     def release(self, body: bytes) -> None:
         self.held -= len(body)
 

@@ -80,7 +80,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     wbits = CONTENT_ENCODINGS.get(encoding.strip().lower())
     if wbits is None:
         raise InvalidInferenceRequestError(
-            f"Content-Encoding {encoding!r} is not supported; send the body as it is, or "
+            f"Content-Encoding {shown(encoding)!r} is not supported; send the body as it is, or "
             "compressed with gzip or deflate"
         )
     inflater = zlib.decompressobj(wbits)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from service.json_encoding import encode
 from service.oip import types
-from service.oip.codec import HEADER_LENGTH, EncodedResponse
+from service.oip.codec import HEADER_LENGTH, EncodedResponse, decompress
 from service.oip.handlers import InferenceProtocolHandler
 from service.oip.openapi import REQUEST_SCHEMA_REF
 from service.request_body import BodyBudget
@@ -125,13 +125,17 @@ def build_protocol_router(handler: InferenceProtocolHandler, bodies: BodyBudget)
     async def _infer(request: Request, name: str, version: str | None) -> Response:
         body = await bodies.read(request.scope, request.receive)
         try:
-            encoded = await handler.infer(
-                name,
-                version,
-                body,
-                request.headers.get(HEADER_LENGTH),
-                request.headers.get("content-encoding"),
-            )
+            encoding = request.headers.get("content-encoding")
+            plain = decompress(body, encoding, bodies.limits.max_bytes)
+            if plain is not body:
+                bodies.hold(plain)  # the decompressed copy counts against the budget too
+            try:
+                encoded = await handler.infer(
+                    name, version, plain, request.headers.get(HEADER_LENGTH)
+                )
+            finally:
+                if plain is not body:
+                    bodies.release(plain)
         finally:
             bodies.release(body)
         return _inference_response(encoded)

@@ -4,6 +4,7 @@ line."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from collections.abc import Iterator
@@ -256,6 +257,25 @@ def test_bodies_over_the_budget_on_v2_are_a_503_in_the_protocols_shape(
     )
     assert bodies.held == held  # what the refused request counted is given back
     assert client.post(V2_INFER, json={"inputs": [FEATURES]}).status_code == 200
+    assert bodies.held == held
+
+
+def test_a_compressed_v2_body_counts_its_decompressed_copy_against_the_budget(
+    client: TestClient,
+) -> None:
+    plain = json.dumps({"inputs": [FEATURES]}).encode()
+    body = gzip.compress(plain)
+    bodies = client.app.state.bodies  # type: ignore[attr-defined]
+    held = bodies.held
+    bodies.held = bodies.limits.max_inflight_bytes - len(body) - len(plain) // 2  # others'
+    try:
+        response = client.post(V2_INFER, content=body, headers={"Content-Encoding": "gzip"})
+    finally:
+        bodies.held = held
+    assert response.status_code == 503  # the compressed body fits, its decompressed copy not
+    assert response.json()["error"].startswith("the server is holding as many request bodies")
+    ok = client.post(V2_INFER, content=body, headers={"Content-Encoding": "gzip"})
+    assert ok.status_code == 200
     assert bodies.held == held
 
 
