@@ -1,7 +1,8 @@
-"""Property tests of the request parsers (`payload`, `payload_fast`, `features`): whatever the
-bytes, the answer is a parsed request or a 4xx `ServiceError`, never another exception; what the
-fast path accepts, the plain path reads to the same values; valid instances become exactly the
-arrays and codes they name. Derandomised, with fixed budgets: the same cases on every run."""
+"""Property tests of the request parsers (`payload`, `payload_fast`, `features`, and /v2's
+`oip.codec`): whatever the bytes, the answer is a parsed request or a 4xx `ServiceError`, never
+another exception; what the fast path accepts, the plain path reads to the same values; valid
+instances become exactly the arrays and codes they name. Derandomised, with fixed budgets: the
+same cases on every run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from service.contract import MAX_FEATURE_MAGNITUDE, MISSING_CODE, OOV_CODE
 from service.errors import ServiceError
 from service.features import FeatureEncoder
 from service.model_card import ModelCard
+from service.oip.codec import decode_request as decode_request_v2
+from service.oip.datatypes import BY_NAME
 from service.payload import decode_request, instances_to_array
 from service.payload_fast import decode_array_body, to_float32
 from tests.support import bundled_version_dir
@@ -213,3 +216,58 @@ def test_any_table_instance_is_encoded_or_refused_with_a_4xx(
         adult.encode([instance])
     except ServiceError as error:
         refused_as_a_client_error(error)
+
+
+# The Open Inference Protocol's codec (/v2 infer): JSON tensors, binary tensors after the JSON
+# object, and everything in between.
+
+datatypes = st.sampled_from([*BY_NAME, "FLOAT32", ""])
+shapes = st.lists(st.integers(-2, 4), max_size=3) | json_values
+tensors = st.fixed_dictionaries(
+    {"name": st.sampled_from(["features", "categorical", "x"]), "datatype": datatypes},
+    optional={
+        "shape": shapes,
+        "data": st.lists(json_scalars | st.lists(json_scalars, max_size=3), max_size=8)
+        | json_values,
+        "parameters": st.fixed_dictionaries({}, optional={"binary_data_size": json_scalars})
+        | json_values,
+    },
+)
+fitting_tensors = st.integers(1, 4).flatmap(
+    lambda count: st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["features", "categorical"]),
+            "datatype": st.sampled_from(["FP32", "FP64", "INT64", "INT32", "BOOL"]),
+            "shape": st.just([1, count]),
+            "data": st.lists(st.integers(0, 1) | in_range, min_size=count, max_size=count),
+        }
+    )
+)
+inference_requests = st.fixed_dictionaries(
+    {"inputs": st.lists(tensors | fitting_tensors, max_size=3) | json_values},
+    optional={
+        "outputs": st.lists(st.fixed_dictionaries({"name": st.text(max_size=4)}), max_size=2),
+        "parameters": st.fixed_dictionaries({}, optional={"binary_data_output": json_scalars}),
+        "id": json_scalars,
+    },
+)
+
+
+@BUDGET
+@given(
+    inference_requests.map(dumps) | st.binary(max_size=200),
+    st.binary(max_size=64),
+    st.none() | st.integers(-1, 300).map(str) | st.text(max_size=4),
+)
+def test_any_v2_body_is_decoded_or_refused_with_a_4xx(
+    json_part: bytes, binary_part: bytes, header_length: str | None
+) -> None:
+    body = json_part if header_length is None else json_part + binary_part
+    try:
+        request = decode_request_v2(body, header_length)
+    except ServiceError as error:
+        assert 400 <= error.status < 500, (error.status, error.code)
+        assert error.message
+        return
+    for tensor in request.inputs:
+        assert tensor.array.dtype == BY_NAME[tensor.datatype.name].dtype
