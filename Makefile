@@ -129,6 +129,10 @@ promtool:
 	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "note: the alerting rules test needs promtool: sudo apt-get install prometheus" >&2; fi; }
 
+.PHONY: bench-soak
+bench-soak: $(VENV)/.installed-dev  ## 70 s of mixed valid, invalid and aborted requests at concurrency 64: unexpected answers, p99, RSS -> out/benchmarks
+	$(BIN)/python benchmarks/soak.py $(ARGS)
+
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 

@@ -21,8 +21,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from service import openapi
-
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
@@ -52,11 +50,9 @@ def assets_directory() -> Path:
 
 
 def install(app: FastAPI) -> None:
-    """Serve /docs, /redoc and their assets from this process, and the OpenAPI schema with the
-    service's real error shape (`service.openapi`). The app must be built with
-    `docs_url=None, redoc_url=None`."""
+    """Serve /docs, /redoc and their assets from this process (the schema they show is
+    `service.openapi`'s). The app must be built with `docs_url=None, redoc_url=None`."""
     assert app.docs_url is None and app.redoc_url is None, "turn off FastAPI's CDN-backed pages"
-    openapi.install(app)
     app.mount(ASSETS_URL, StaticFiles(directory=assets_directory()), name="docs-assets")
 
     def asset(request: Request, name: str) -> str:

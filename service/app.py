@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from service import api_docs, exception_handlers, ui
+from service import api_docs, exception_handlers, openapi, ui
 from service.auth import ApiKeyMiddleware
 from service.contract import OUTPUT_GATES
 from service.fast_predict import FastPredictEndpoint, ServiceApp
@@ -36,7 +36,8 @@ from service.oip.routes import build_protocol_router
 from service.ops_routes import build_operations_router
 from service.reloading import RepositoryReloader, RepositoryStatus
 from service.repository import ModelRepository
-from service.routes import build_router
+from service.request_body import BodyBudget, BodyLimits
+from service.routes import answer_head, build_router
 from service.runtime import RuntimeOptions
 from service.settings import Settings
 
@@ -66,6 +67,10 @@ def runner_options(settings: Settings) -> RunnerOptions:
         max_queued=settings.max_queued_requests,
         inline_max_rows=settings.inline_max_rows,
     )
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(settings.max_body_bytes, settings.max_inflight_body_bytes)
 
 
 def create_app(
@@ -132,6 +137,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # api_docs serves /docs and /redoc without a CDN
         redoc_url=None,
+        redirect_slashes=False,  # a redirect would take its Location from the Host header
     )
     app.state.service = state
     app.state.runner = runner
@@ -144,27 +150,27 @@ def create_app(
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     exception_handlers.install(app)
     api_docs.install(app)
+    openapi.install(app, lambda: state.repository, settings.max_instances)
     ui.install(app)
     predict = PredictHandler(
         state, runner, settings.max_instances, fast_parse=fast_predict, metrics=metrics
     )
+    bodies = BodyBudget(body_limits(settings))
+    app.state.bodies = bodies
     if fast_predict:
         # The same layers in front of the fast endpoint as in front of FastAPI's routes.
-        endpoint: ASGIApp = FastPredictEndpoint(predict, settings.max_body_bytes)
+        endpoint: ASGIApp = FastPredictEndpoint(predict, bodies)
         fast_layers = edge_layers(
             settings, metrics, route="/predict", inner_sets_request_id=True, admin=False
         )
         for layer in reversed(fast_layers):
             endpoint = layer.cls(endpoint, *layer.args, **layer.kwargs)
         app.fast_predict = endpoint
-    app.include_router(
-        build_router(HealthHandler(state), ModelsHandler(state), predict, settings.max_body_bytes)
-    )
-    app.include_router(build_operations_router(AdminHandler(state, reloader), metrics))
-    protocol = InferenceProtocolHandler(
-        state, runner, settings.max_instances, settings.max_body_bytes
-    )
-    app.include_router(build_protocol_router(protocol, settings.max_body_bytes))
+    app.include_router(build_router(HealthHandler(state), ModelsHandler(state), predict, bodies))
+    app.include_router(answer_head(build_operations_router(AdminHandler(state, reloader), metrics)))
+    protocol = InferenceProtocolHandler(state, runner, settings.max_instances)
+    app.include_router(answer_head(build_protocol_router(protocol, bodies)))
+    answer_head(app.router)  # the docs and /ui
     return app
 
 

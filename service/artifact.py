@@ -63,6 +63,14 @@ def read_card(directory: Path) -> ModelCard:
 
 
 def parse_card(text: str | bytes, source: str) -> ModelCard:
+    if isinstance(text, bytes):
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ModelLoadError(
+                f"{source}: invalid model card: it is not UTF-8 text (byte {error.start} is "
+                f"0x{text[error.start]:02x}); a card is JSON in UTF-8, as training writes it"
+            ) from None
     try:
         return ModelCard.model_validate_json(text)
     except ValidationError as error:

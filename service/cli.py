@@ -9,9 +9,9 @@ cannot be listened on. Every way the start-up can fail has its own exit status (
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from service.errors import ModelLoadError
 from service.listen import EXIT_CANNOT_BIND, EXIT_PORT_IN_USE, ListenError, check_can_listen
 from service.logs import configure_logging
-from service.settings import ENV_PREFIX, Settings
+from service.settings import ENV_PREFIX, Settings, unknown_variables
 from service.validation_errors import describe_problems
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     logger.info("settings: %s", json.dumps(settings.describe()))  # the API key masked
+    for line in unknown_variables(os.environ):
+        logger.warning(line)
 
     from service.app import create_app, load_repository  # after logging is set up
 
@@ -106,11 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("cannot start: %s", error)
         return error.exit_status
 
-    import uvicorn
+    from service import server
 
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    logger.info("uvicorn with loop=%s http=%s, %d worker(s)", loop, http, settings.workers)
     if settings.workers > 1:
         logger.info(
             "each of the %d workers keeps its own metrics and model repository: a scrape of "
@@ -125,28 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the app holds the repository from here on: a version a reload removes must not
     # stay referenced by this frame (it is unloaded when its last reference goes).
     del repository
-    uvicorn.run(
-        app,  # type: ignore[arg-type]
-        factory=settings.workers > 1,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        loop=loop,
-        http=http,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,  # the service's own (MMOE_ACCESS_LOG) carries the request id
-        server_header=False,
-    )
+    config = server.uvicorn_config(settings, app)
+    logger.info("uvicorn with loop=%s, %d worker(s)", config.loop, settings.workers)
+    server.run(config)
     return 0
 
 
 def worker_app() -> FastAPI:
     """The app of one of several uvicorn worker processes (MMOE_WORKERS > 1)."""
+    from service import connections, server
     from service.app import create_app
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    connections.configure(server.connection_limits(settings))  # this process's protocol
     return create_app(settings)
 
 

@@ -88,12 +88,13 @@ class Prediction:
 
 
 def error_classes() -> dict[str, type[ServiceError]]:
-    """Every error code of the service -> its exception class (`service.errors`)."""
+    """Every error code of the service -> its exception class (`service.errors`); where classes
+    share a code (a refinement of one error), the most general one."""
     found: dict[str, type[ServiceError]] = {}
     pending: list[type[ServiceError]] = [ServiceError]
     while pending:
-        cls = pending.pop()
-        found[cls.code] = cls
+        cls = pending.pop(0)
+        found.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
     return found
 

@@ -26,6 +26,11 @@ OUTPUT_PREDICTIONS: Final = "predictions"  # float32 [batch, T]: values or proba
 OUTPUT_GATES: Final = "gates"  # float32 [batch, G, E]; G = T (MMoE), 1 (OMoE); absent otherwise
 BATCH_AXIS: Final = "batch"
 
+# The largest magnitude a served feature value may have. Far beyond any value a model is trained
+# on, and far enough below float32's limit (3.4e38) that the bundled models' outputs stay finite
+# for any input within it (a model's outputs that still overflow are refused, never answered).
+MAX_FEATURE_MAGNITUDE: Final = 1e12
+
 # 18 is the lowest opset the torch dynamo exporter emits; both onnxruntime's CPU and CUDA
 # providers implement every operator this model uses at that opset.
 ONNX_OPSET: Final = 18

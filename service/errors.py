@@ -65,6 +65,18 @@ class InvalidCategoryError(InvalidInstanceError):
     code = "invalid_category"
 
 
+class FeatureOutOfRangeError(InvalidInstanceError):
+    """A finite feature value beyond the contract's MAX_FEATURE_MAGNITUDE."""
+
+    code = "feature_out_of_range"
+
+
+class NonFiniteOutputError(InvalidInstanceError):
+    """The model's outputs for an instance overflowed: never answered as a success."""
+
+    code = "non_finite_output"
+
+
 class UnknownFeaturesError(InvalidInstanceError):
     code = "unknown_features"
 
@@ -85,9 +97,23 @@ class TooManyInstancesError(ServiceError):
     code = "too_many_instances"
 
 
+# Said with every refusal made before the body was read to its end: the rest of it would be read
+# as the next request, so the connection closes after the answer.
+CLOSE = ("Connection", "close")
+
+
 class PayloadTooLargeError(ServiceError):
     status = 413
     code = "payload_too_large"
+    headers: tuple[tuple[str, str], ...] = (CLOSE,)
+
+
+class RequestTimeoutError(ServiceError):
+    """The body did not arrive in time (a slow or stalled client)."""
+
+    status = 408
+    code = "request_timeout"
+    headers: tuple[tuple[str, str], ...] = (CLOSE,)
 
 
 class ModelNotFoundError(ServiceError):
@@ -108,7 +134,13 @@ class OverloadedError(ServiceError):
 
     status = 503
     code = "overloaded"
-    headers = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
+    headers: tuple[tuple[str, str], ...] = (("Retry-After", str(RETRY_AFTER_SECONDS)),)
+
+
+class BodiesOverBudgetError(OverloadedError):
+    """The bodies being received by this process would exceed MMOE_MAX_INFLIGHT_BODY_BYTES."""
+
+    headers = (*OverloadedError.headers, CLOSE)
 
 
 class ShuttingDownError(ServiceError):

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from service.echo import shown
 from service.errors import ServiceError, error_body
 from service.json_encoding import encode
 from service.middleware import request_id_of
@@ -43,16 +44,20 @@ async def service_error(request: Request, error: Exception) -> Response:
 async def http_error(request: Request, error: Exception) -> Response:
     """Starlette's own errors: unknown routes (404), wrong methods (405), and any other."""
     assert isinstance(error, HTTPException)
-    where = f"{request.method} {request.url.path}"
+    path = shown(request.url.path)
+    headers = error.headers
     if error.status_code == 404:
-        code, message = "not_found", f"no route for {where}; the API is described at /docs"
+        code = "not_found"
+        message = f"no route for {request.method} {path}; the API is described at /docs"
     elif error.status_code == 405:
-        allowed = (error.headers or {}).get("Allow", "")
+        # Starlette lists a route's methods in set order, which changes from process to process
+        allowed = ", ".join(sorted((error.headers or {}).get("Allow", "").split(", ")))
+        headers = {**(error.headers or {}), "Allow": allowed}
         code = "method_not_allowed"
-        message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        message = f"{request.method} is not allowed on {path}; allowed: {allowed}"
     else:
         code, message = f"http_{error.status_code}", str(error.detail)
-    return error_response(request, error.status_code, code, message, None, error.headers)
+    return error_response(request, error.status_code, code, message, None, headers)
 
 
 async def validation_error(request: Request, error: Exception) -> Response:

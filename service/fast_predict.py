@@ -15,8 +15,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import ServiceError, error_body
 from service.handlers import PredictHandler
 from service.json_encoding import encode
-from service.middleware import assign_request_id, internal_error_body, request_id_of
-from service.request_body import ClientDisconnected, receive_body
+from service.middleware import (
+    assign_request_id,
+    internal_error_body,
+    log_disconnect,
+    request_id_of,
+)
+from service.request_body import BodyBudget, ClientDisconnected
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -42,22 +47,26 @@ class ServiceApp(FastAPI):
 
 
 class FastPredictEndpoint:
-    def __init__(self, handler: PredictHandler, max_body_bytes: int) -> None:
+    def __init__(self, handler: PredictHandler, bodies: BodyBudget) -> None:
         self.handler = handler
-        self.max_body_bytes = max_body_bytes
+        self.bodies = bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = request_id_of(scope) or assign_request_id(scope)
         headers = [JSON_CONTENT_TYPE]
         try:
-            body = await receive_body(scope, receive, self.max_body_bytes)
-            payload = await self.handler.predict(body)
+            body = await self.bodies.read(scope, receive)
+            try:
+                payload = await self.handler.predict(body)
+            finally:
+                self.bodies.release(body)
             status = 200
         except ServiceError as error:
             status = error.status
             payload = encode(error_body(error.code, error.message, error.details, request_id))
             headers += [(name.lower().encode(), value.encode()) for name, value in error.headers]
         except ClientDisconnected:
+            log_disconnect(scope, request_id)
             return
         except Exception:
             status = 500

@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from service.contract import INPUT_CATEGORICAL, INPUT_FEATURES, MISSING_CODE, OOV_CODE
+from service.contract import (
+    INPUT_CATEGORICAL,
+    INPUT_FEATURES,
+    MAX_FEATURE_MAGNITUDE,
+    MISSING_CODE,
+    OOV_CODE,
+)
 from service.describe import json_kind, name_range
 from service.errors import (
     InvalidCategoryError,
@@ -26,11 +32,10 @@ from service.errors import (
     MissingFeaturesError,
     NonFiniteFeatureError,
     NonNumericFeatureError,
-    UnknownFeaturesError,
     WrongFeatureCountError,
 )
 from service.model_card import ModelCard
-from service.payload import FLOAT32_MAX
+from service.payload import FLOAT32_MAX, out_of_range, unknown_features
 
 NUMERIC_TYPES = frozenset({int, float, type(None)})
 CATEGORY_TYPES = frozenset({str, type(None)})
@@ -80,11 +85,9 @@ class FeatureEncoder:
         if not types <= NUMERIC_TYPES:
             raise TypeError
         array = np.array(rows, dtype=np.float64).reshape(len(rows), len(self.numeric))
-        with np.errstate(over="ignore"):
-            features = array.astype(np.float32)
-        if np.isinf(features).any():  # NaN here is a null: missing, which the graph imputes
+        if (np.abs(array) > MAX_FEATURE_MAGNITUDE).any():  # (NaN here is a null: missing)
             raise ValueError
-        return features
+        return array.astype(np.float32)
 
     def _categories(self, instances: list[Any]) -> np.ndarray:
         columns = []
@@ -131,11 +134,7 @@ class FeatureEncoder:
     def _named(self, index: int, instance: dict[str, Any]) -> dict[str, Any]:
         unknown = [name for name in instance if name not in self.known]
         if unknown:
-            raise UnknownFeaturesError(
-                f"instance {index} has unknown features {unknown[:10]}; the model's features "
-                f"are {name_range(self.names)}",
-                {"instance": index, "unknown": unknown},
-            )
+            raise unknown_features(index, unknown, self.names)
         missing = [name for name in self.names if name not in instance]
         if missing:
             raise MissingFeaturesError(
@@ -150,7 +149,7 @@ class FeatureEncoder:
         details = {"instance": index, "feature": position, "feature_name": name}
         where = f"instance {index}, feature {name!r} is {json_kind(value)}"
         if name in self.categorical:
-            if value is not None and type(value) not in (str, int):
+            if not _is_category(value):
                 raise InvalidCategoryError(
                     f"{where}; it is a categorical feature: send a string (a value not seen in "
                     "training is out of vocabulary, not an error), or null when it is missing",
@@ -168,12 +167,30 @@ class FeatureEncoder:
                 "features must be finite numbers",
                 details,
             )
+        if value is not None and abs(value) > MAX_FEATURE_MAGNITUDE:
+            raise out_of_range(f"instance {index}, feature {name!r} is {value!r}", details)
+
+
+# Whole numbers that name categories: those a float64 holds exactly, so that 13 and 13.0 are one
+# category, and no number is rounded into another.
+MAX_CATEGORY_NUMBER = 2**53
+CATEGORY_NUMBERS = range(-MAX_CATEGORY_NUMBER, MAX_CATEGORY_NUMBER + 1)
+
+
+def _is_category(value: Any) -> bool:
+    try:
+        _as_category(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _as_category(value: Any) -> str | None:
-    """A whole number names a category by its digits (JSON 13 is the category "13")."""
+    """A whole number names a category by its digits (JSON 13, or 13.0, is the category "13")."""
     if value is None or type(value) is str:
         return value
-    if type(value) is int:
+    if type(value) is float and value.is_integer() and abs(value) <= MAX_CATEGORY_NUMBER:
+        value = int(value)
+    if type(value) is int and value in CATEGORY_NUMBERS:
         return str(value)
     raise TypeError

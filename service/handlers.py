@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from service.contract import INPUT_FEATURES, VERSION_RULE, parse_version
+from service.echo import shown
 from service.errors import ModelNotFoundError, NotReadyError
 from service.inference import InferenceRunner
 from service.metrics import ServiceMetrics
-from service.model import ModelOutputs, ServedModel
+from service.model import ModelOutputs, ServedModel, require_finite
 from service.payload import decode_request
 from service.payload_fast import decode_array_body, to_float32
 from service.reloading import (
@@ -171,6 +172,7 @@ class PredictHandler:
         if self.metrics is not None:
             self.metrics.observe_instances(model.name, len(next(iter(feeds.values()))))
         outputs = await self.runner.run(model, feeds)
+        require_finite(outputs)
         return encode_prediction(model, ModelOutputs.of(outputs, return_gates))
 
 
@@ -183,7 +185,7 @@ def version_from_path(repository: ModelRepository, name: str, version: str) -> i
     except ValueError:
         available = repository.versions(name)  # an unknown model is reported first
         raise ModelNotFoundError(
-            f"model {name!r} has no version {version!r}; {VERSION_RULE}, or 'latest' "
+            f"model {name!r} has no version {shown(version)!r}; {VERSION_RULE}, or 'latest' "
             f"(available versions: {available})",
-            {"model": name, "version": version, "available": available},
+            {"model": name, "version": shown(version), "available": available},
         ) from None

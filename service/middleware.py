@@ -6,6 +6,8 @@ line written while the request is served carries the id (`service.logs`). An exc
 escapes a route is logged with its traceback and request id, and the client gets the one error
 shape with that id: a 500 never shows a traceback. When the request is done, its method, route
 template, status and duration go to the metrics and (with `MMOE_ACCESS_LOG`) to one log line.
+A client that goes away before its request is read is no server error: one info line. A path in
+a text log line is escaped (`service.echo.loggable`): a `%0a` in it cannot forge a line.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import time
 from collections.abc import Callable, Iterator
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.echo import loggable
 from service.errors import error_body
 from service.json_encoding import encode
 from service.logs import current_request_id
 from service.oip.errors import on_protocol_route, protocol_error_body
+from service.request_body import ClientDisconnected
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("service.access")
@@ -49,19 +54,23 @@ def request_id_of(scope: Scope) -> str | None:
 def assign_request_id(scope: Scope) -> str:
     """The client's X-Request-ID when it is sane, else a fresh one; kept in the scope's state."""
     incoming: str = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-    if SAFE_REQUEST_ID.match(incoming):
-        request_id = incoming
-    else:
-        request_id = f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+    request_id = incoming if SAFE_REQUEST_ID.match(incoming) else new_request_id()
     scope.setdefault("state", {})["request_id"] = request_id
     return request_id
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def internal_error_body(scope: Scope, request_id: str) -> bytes:
     """Log the exception being handled with its request id; the client's 500 body (in the Open
     Inference Protocol's shape on its routes)."""
     logger.exception(
-        "unhandled error in %s %s (request id %s)", scope["method"], scope["path"], request_id
+        "unhandled error in %s %s (request id %s)",
+        scope["method"],
+        loggable(scope["path"]),
+        request_id,
     )
     message = (
         f"the server failed to answer this request; it is logged under request id "
@@ -70,6 +79,17 @@ def internal_error_body(scope: Scope, request_id: str) -> bytes:
     if on_protocol_route(scope["path"]):
         return encode(protocol_error_body(message))
     return encode(error_body("internal_error", message, None, request_id))
+
+
+def log_disconnect(scope: Scope, request_id: str) -> None:
+    if scope.get("state", {}).get("body_timed_out"):
+        return  # not gone: its body was late, and the connection layer answered 408 and logged
+    logger.info(
+        "client disconnected before sending its whole request: %s %s (request id %s)",
+        scope["method"],
+        loggable(scope["path"]),
+        request_id,
+    )
 
 
 def route_template(scope: Scope, routes: list[BaseRoute]) -> str:
@@ -139,6 +159,8 @@ class RequestMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except (ClientDisconnected, ClientDisconnect):  # ours, and Starlette's request.body()
+            log_disconnect(scope, request_id)
         except Exception:
             body = internal_error_body(scope, request_id)
             if status != CLIENT_GONE:  # the response has started: nothing more can be sent
@@ -167,7 +189,7 @@ class RequestMiddleware:
             access_logger.info(
                 "%s %s %d %.3f ms",
                 method,
-                scope["path"],
+                loggable(scope["path"]),
                 status,
                 duration_ms,
                 extra={

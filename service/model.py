@@ -19,7 +19,7 @@ from service.contract import (
     OUTPUT_GATES,
     OUTPUT_PREDICTIONS,
 )
-from service.errors import ModelLoadError
+from service.errors import ModelLoadError, NonFiniteOutputError
 from service.features import FeatureEncoder
 from service.model_card import ModelCard
 from service.payload import instances_to_array
@@ -42,6 +42,25 @@ class ModelOutputs:
         """From the graph's outputs by name; the gates are always computed, and dropped here."""
         gates = outputs.get(OUTPUT_GATES) if return_gates else None
         return cls(predictions=outputs[OUTPUT_PREDICTIONS], gates=gates)
+
+
+def require_finite(outputs: Mapping[str, np.ndarray]) -> None:
+    """NonFiniteOutputError, naming the instances, unless every output value is a finite number:
+    an overflow inside the graph is never answered as a success (JSON would show it as null)."""
+    if all(np.isfinite(array).all() for array in outputs.values()):
+        return
+    rows = next(iter(outputs.values())).shape[0]
+    bad = np.zeros(rows, dtype=bool)
+    for array in outputs.values():
+        bad |= ~np.isfinite(array.reshape(rows, -1)).all(axis=1)
+    instances = np.flatnonzero(bad).tolist()
+    shown = f"{instances[:10]}{' ...' if len(instances) > 10 else ''}"
+    raise NonFiniteOutputError(
+        f"the model's outputs for instance(s) {shown} are not finite numbers (they overflowed "
+        "inside the model, most likely from extreme feature values); send values in the range "
+        "the model was trained on",
+        {"instance": instances[0], "instances": instances[:10], "instance_count": len(instances)},
+    )
 
 
 class ServedModel:

@@ -1,16 +1,20 @@
 """The OpenAPI schema as the service really answers: every error response in the one error shape,
 each with examples of real bodies (on the Open Inference Protocol's routes, the protocol's shape:
-`service.oip.openapi`).
+`service.oip.openapi`); the /predict body exactly as the served models take it; and HEAD beside
+every GET.
 
 FastAPI declares a 422 with its own `HTTPValidationError` body for every operation that has
 parameters, but the service answers every error as `{"error": {...}}` (`service.errors`). That
 declaration is rewritten: dropped where it cannot happen (an operation whose only parameters are
 string path segments: any string is accepted, an unknown model or version is a 404), pointed at
-`ErrorResponse` elsewhere.
+`ErrorResponse` elsewhere. Once the models are loaded, the /predict request body is the schema
+`service.request_schema` derives from them (rebuilt when the repository changes).
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +23,8 @@ from fastapi import FastAPI
 from service.auth import ADMIN_DISABLED, MISSING_KEY, WRONG_KEY, access_class
 from service.errors import error_body
 from service.oip.openapi import document_protocol
-from service.repository import NOT_LOADED_HINT
+from service.repository import NOT_LOADED_HINT, ModelRepository
+from service.request_schema import predict_request_schema
 
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorResponse"
 FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
@@ -135,16 +140,49 @@ PREDICT_EXAMPLES: dict[str, list[dict[str, Any]]] = {
 PATH_EXAMPLES = {"/predict": PREDICT_EXAMPLES, "/models/{name}": {"404": [MODEL_NOT_FOUND]}}
 
 
-def install(app: FastAPI) -> None:
-    """Make `app.openapi()` (and /openapi.json) return the rewritten schema."""
+def install(
+    app: FastAPI,
+    repository: Callable[[], ModelRepository | None] = lambda: None,
+    max_instances: int = 1024,
+) -> None:
+    """Make `app.openapi()` (and /openapi.json) return the rewritten schema, with the /predict
+    body of the models `repository()` serves now."""
     generate: Callable[[], dict[str, Any]] = app.openapi
+    base: dict[str, Any] = {}
+    described: list[ModelRepository | None] = [None]
 
     def schema() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_protocol(document_errors(generate()))
+        if not base:
+            with warnings.catch_warnings():  # GET and HEAD share one operation id until
+                warnings.filterwarnings("ignore", "Duplicate Operation ID")  # document_head
+                base.update(document_head(document_protocol(document_errors(generate()))))
+        current = repository()
+        if app.openapi_schema is None or described[0] is not current:
+            document = copy.deepcopy(base)
+            if current is not None:
+                body = document["paths"]["/predict"]["post"]["requestBody"]["content"]
+                body["application/json"]["schema"] = predict_request_schema(current, max_instances)
+            app.openapi_schema, described[0] = document, current
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]
+
+
+def document_head(schema: dict[str, Any]) -> dict[str, Any]:
+    """HEAD operations as what they are: the GET's answer without a body, with their own ids."""
+    for operations in schema.get("paths", {}).values():
+        head, get = operations.get("head"), operations.get("get")
+        if head is None or get is None:
+            continue
+        head = operations["head"] = copy.deepcopy(head)
+        # FastAPI names both after whichever method its set yields first: name each its own
+        stem = get["operationId"].removesuffix("_get").removesuffix("_head")
+        get["operationId"], head["operationId"] = f"{stem}_get", f"{stem}_head"
+        head["summary"] = f"{get.get('summary', '')} (headers only)".strip()
+        head["description"] = "The GET's status and headers, without its body."
+        for response in head.get("responses", {}).values():
+            response.pop("content", None)
+    return schema
 
 
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:

@@ -18,10 +18,12 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
-from service.contract import MAX_VERSION
+from service.contract import MAX_FEATURE_MAGNITUDE, MAX_VERSION
 from service.describe import json_kind, name_range
+from service.echo import first_items
 from service.errors import (
     EmptyInstancesError,
+    FeatureOutOfRangeError,
     InvalidInstanceError,
     InvalidJsonError,
     InvalidRequestError,
@@ -73,8 +75,9 @@ def decode_request(body: bytes, max_instances: int) -> PredictionRequest:
     unknown = sorted(set(data) - set(REQUEST_FIELDS))
     if unknown:
         raise InvalidRequestError(
-            f"unknown fields {unknown}; a /predict body has the fields {list(REQUEST_FIELDS)}",
-            {"unknown": unknown, "allowed": list(REQUEST_FIELDS)},
+            f"unknown fields {first_items(unknown)}{_more(unknown)}; a /predict body has the "
+            f"fields {list(REQUEST_FIELDS)}",
+            {"unknown": first_items(unknown), "allowed": list(REQUEST_FIELDS)},
         )
     if "instances" not in data:
         raise InvalidRequestError("the body has no 'instances'; send {\"instances\": [...]}")
@@ -135,13 +138,15 @@ def instances_to_array(
         array.ndim != 2
         or array.shape[1] != input_dim
         or not set(map(type, chain.from_iterable(rows))) <= NUMBER_TYPES
+        or not within_magnitude(array)
     ):
         _diagnose(instances, input_dim, feature_names)
-    with np.errstate(over="ignore"):
-        features = array.astype(np.float32)
-    if not np.isfinite(features).all():
-        _diagnose(instances, input_dim, feature_names)
-    return features
+    return array.astype(np.float32)
+
+
+def within_magnitude(values: np.ndarray) -> bool:
+    """Every value finite and at most MAX_FEATURE_MAGNITUDE in magnitude (NaN is not)."""
+    return bool((np.abs(values) <= MAX_FEATURE_MAGNITUDE).all())
 
 
 def _diagnose(instances: list[Any], input_dim: int, feature_names: list[str] | None) -> None:
@@ -179,13 +184,10 @@ def _named_values(
             f"each instance as an array of {input_dim} numbers",
             {"instance": index},
         )
-    unknown = [name for name in instance if name not in set(feature_names)]
+    known = frozenset(feature_names)
+    unknown = [name for name in instance if name not in known]
     if unknown:
-        raise UnknownFeaturesError(
-            f"instance {index} has unknown features {unknown[:10]}; the model's features are "
-            f"{name_range(feature_names)}",
-            {"instance": index, "unknown": unknown},
-        )
+        raise unknown_features(index, unknown, feature_names)
     missing = [name for name in feature_names if name not in instance]
     if missing:
         raise MissingFeaturesError(
@@ -212,3 +214,28 @@ def _check_value(index: int, position: int, value: Any, feature_names: list[str]
             "features must be finite numbers",
             details,
         )
+    if abs(value) > MAX_FEATURE_MAGNITUDE:
+        raise out_of_range(f"instance {index}, feature {feature} is {value!r}", details)
+
+
+def out_of_range(where: str, details: dict[str, Any]) -> FeatureOutOfRangeError:
+    return FeatureOutOfRangeError(
+        f"{where}, beyond the largest magnitude a feature may have ({MAX_FEATURE_MAGNITUDE:g}); "
+        "send values in the units the model was trained on",
+        details,
+    )
+
+
+def unknown_features(index: int, unknown: list[str], names: list[str]) -> UnknownFeaturesError:
+    """The error for an instance naming features the model does not have: it quotes at most
+    `MAX_ECHOED_ITEMS` of them back, each cut short, and counts them all."""
+    return UnknownFeaturesError(
+        f"instance {index} has unknown features {first_items(unknown)}"
+        f"{_more(unknown)}; the model's features are {name_range(names)}",
+        {"instance": index, "unknown": first_items(unknown), "unknown_count": len(unknown)},
+    )
+
+
+def _more(items: list[str]) -> str:
+    shown_count = len(first_items(items))
+    return f" and {len(items) - shown_count} more" if len(items) > shown_count else ""

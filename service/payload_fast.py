@@ -18,7 +18,7 @@ import numpy as np
 import simdjson
 
 from service.contract import MAX_VERSION
-from service.payload import REQUEST_FIELDS
+from service.payload import REQUEST_FIELDS, within_magnitude
 
 ALLOWED_FIELDS = frozenset(REQUEST_FIELDS)
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"  # simdjson skips it; orjson (the reference) refuses it
@@ -79,8 +79,6 @@ def decode_array_body(body: bytes, max_instances: int) -> ArrayBody | None:
 
 
 def to_float32(values: np.ndarray) -> np.ndarray | None:
-    """float64 -> float32, or None when a value does not fit a float32 (the plain path says
-    which one)."""
-    with np.errstate(over="ignore"):
-        features = values.astype(np.float32)
-    return features if np.isfinite(features).all() else None
+    """float64 -> float32, or None when a value is beyond MAX_FEATURE_MAGNITUDE (the plain path
+    says which one)."""
+    return values.astype(np.float32) if within_magnitude(values) else None

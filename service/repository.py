@@ -25,6 +25,7 @@ from service.contract import (
     is_version,
     parse_version,
 )
+from service.echo import shown
 from service.errors import ModelLoadError, ModelNotFoundError
 from service.model import ServedModel
 from service.runtime import RuntimeOptions
@@ -94,7 +95,14 @@ class ModelRepository:
             )
         models: dict[str, dict[int, ServedModel]] = {}
         promoted: dict[str, int] = {}
-        for name, versions in scan(root).items():
+        try:
+            found = scan(root)
+        except OSError as error:
+            raise ModelLoadError(
+                f"{error.filename}: cannot read the model repository: {error.strerror}; the "
+                "service's user needs to read (and list) every directory in it"
+            ) from None
+        for name, versions in found.items():
             models[name] = {version: ServedModel.load(path, options) for version, path in versions}
             version = read_promoted(root / name)
             if version is not None:
@@ -111,8 +119,9 @@ class ModelRepository:
         by_version = self._models.get(name)
         if by_version is None:
             raise ModelNotFoundError(
-                f"no model named {name!r}; available models: {self.names()}{NOT_LOADED_HINT}",
-                {"model": name, "available": self.names()},
+                f"no model named {shown(name)!r}; available models: {self.names()}"
+                f"{NOT_LOADED_HINT}",
+                {"model": shown(name), "available": self.names()},
             )
         if isinstance(version, int):
             number = version

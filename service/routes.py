@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from service import schemas
 from service.handlers import HealthHandler, ModelsHandler, PredictHandler
 from service.json_encoding import encode
-from service.request_body import receive_body
+from service.request_body import BodyBudget
 
 JSON = "application/json"
 
@@ -27,7 +28,7 @@ def build_router(
     health: HealthHandler,
     models: ModelsHandler,
     predict: PredictHandler,
-    max_body_bytes: int,
+    bodies: BodyBudget,
 ) -> APIRouter:
     router = APIRouter()
 
@@ -90,7 +91,20 @@ def build_router(
         malformed body or instance (the message names the instance), 413 over the instance or
         byte limit, 404 for an unknown model or version, 503 while loading or when the server
         is at capacity (with Retry-After)."""
-        body = await receive_body(request.scope, request.receive, max_body_bytes)
-        return Response(await predict.predict(body), media_type=JSON)
+        body = await bodies.read(request.scope, request.receive)
+        try:
+            return Response(await predict.predict(body), media_type=JSON)
+        finally:
+            bodies.release(body)
 
+    return answer_head(router)
+
+
+def answer_head(router: APIRouter) -> APIRouter:
+    """Every GET route of `router` also answers HEAD (load balancers and uptime checks use it):
+    the same status and headers, and no body (uvicorn sends none for HEAD). Call it on a router
+    once its routes are in; `service.openapi` documents the HEAD operations."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.methods and "GET" in route.methods:
+            route.methods.add("HEAD")
     return router

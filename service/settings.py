@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +18,15 @@ ENV_PREFIX = "MMOE_"
 MIN_API_KEY_LENGTH = 16
 MASKED = "********"
 MAKE_A_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# MMOE_* variables that docker-compose.yml reads for itself (ports, limits, tags): not settings.
+DEPLOYMENT_VARIABLES = frozenset(
+    {
+        "MMOE_API_CPUS", "MMOE_API_MEMORY", "MMOE_API_PORT", "MMOE_GPU_API_CPUS",
+        "MMOE_GPU_API_MEMORY", "MMOE_GPU_API_PORT", "MMOE_GPU_COUNT", "MMOE_GPU_PROVIDER",
+        "MMOE_IMAGE_TAG", "MMOE_PROXY_CPUS", "MMOE_PROXY_MEMORY", "MMOE_PROXY_PORT",
+        "MMOE_TRAINER_CPUS", "MMOE_TRAINER_MEMORY",
+    }
+)  # fmt: skip
 
 
 def available_cpus() -> int:
@@ -129,6 +140,30 @@ class Settings(BaseSettings):
         lt=1,
         description="an expert whose mean gate weight is below this counts as collapsed",
     )
+    # What a client may hold: connections, time, and body bytes (docs/reliability.md).
+    max_connections: int = Field(
+        1000, ge=1, description="open connections per worker; one more is answered 503 and closed"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="seconds a connection may take to send a request's headers"
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="seconds a request may take to send its whole body"
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, le=3600, description="seconds an idle connection stays open between requests"
+    )
+    write_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="seconds a client may leave its answer unread"
+    )
+    max_inflight_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1,
+        description="request body bytes one worker holds at once; beyond it 503",
+    )
+    shutdown_timeout_s: int = Field(
+        30, ge=1, le=3600, description="seconds a shutdown waits for requests in progress"
+    )
 
     @field_validator("model_version", mode="before")
     @classmethod
@@ -172,6 +207,27 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("intra_op_threads", "inference_concurrency", "workers")
+    @classmethod
+    def _at_most_the_cpus(cls, value: int) -> int:
+        cpus = available_cpus()
+        if value > cpus:
+            raise ValueError(
+                f"must be at most {cpus}, the CPUs this process may run on (more would only "
+                "queue threads or processes for the same CPUs)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_body_fits_the_budget(self) -> Settings:
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_inflight_body_bytes ({self.max_inflight_body_bytes}) is smaller than "
+                f"max_body_bytes ({self.max_body_bytes}): no body of the largest size could ever "
+                "be accepted; raise MMOE_MAX_INFLIGHT_BODY_BYTES"
+            )
+        return self
+
     @field_validator("provider", "log_level", "log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: Any) -> Any:
@@ -183,3 +239,17 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json")
         values["api_key"] = None if self.api_key is None else MASKED
         return {f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per `MMOE_*` variable in `environ` that is no setting (a typo is otherwise
+    silently ignored), with the setting it most likely meant."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    lines = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in known | DEPLOYMENT_VARIABLES:
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"{variable} is not a setting and is ignored{hint}")
+    return lines

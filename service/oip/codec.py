@@ -22,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from service.describe import json_kind
+from service.echo import MAX_ECHOED_ITEMS, shown
 from service.errors import InvalidInferenceRequestError, PayloadTooLargeError
 from service.json_encoding import encode
 from service.oip import datatypes
@@ -79,7 +80,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     wbits = CONTENT_ENCODINGS.get(encoding.strip().lower())
     if wbits is None:
         raise InvalidInferenceRequestError(
-            f"Content-Encoding {encoding!r} is not supported; send the body as it is, or "
+            f"Content-Encoding {shown(encoding)!r} is not supported; send the body as it is, or "
             "compressed with gzip or deflate"
         )
     inflater = zlib.decompressobj(wbits)
@@ -190,10 +191,14 @@ def _parse(text: memoryview, whole_body: bool) -> InferenceRequest:
     try:
         return InferenceRequest.model_validate(raw)
     except ValidationError as error:
+        found = error.errors()
         problems = "; ".join(
-            f"{_where(problem['loc'], raw)}: {message_of(problem)}" for problem in error.errors()
+            f"{_where(problem['loc'], raw)}: {message_of(problem)}"
+            for problem in found[:MAX_ECHOED_ITEMS]
         )
-        raise InvalidInferenceRequestError(f"invalid inference request: {problems}") from None
+        more = len(found) - MAX_ECHOED_ITEMS
+        rest = f"; and {more} more problems" if more > 0 else ""
+        raise InvalidInferenceRequestError(f"invalid inference request: {problems}{rest}") from None
 
 
 def _where(location: tuple[int | str, ...], raw: dict[str, Any]) -> str:
@@ -205,9 +210,9 @@ def _where(location: tuple[int | str, ...], raw: dict[str, Any]) -> str:
             parts.append(f"[{part}]")
             value = value[part] if isinstance(value, list) and part < len(value) else None
             if len(parts) == 2 and isinstance(value, dict) and isinstance(value.get("name"), str):
-                parts.append(f" ({value['name']!r})")
+                parts.append(f" ({shown(value['name'])!r})")
         else:
-            parts.append(f".{part}" if parts else str(part))
+            parts.append(f".{shown(str(part))}" if parts else shown(str(part)))
             value = value.get(part) if isinstance(value, dict) else None
     return "".join(parts)
 
@@ -221,16 +226,17 @@ class _BinarySection:
         self.declared = declared
 
     def take(self, name: str, size: int, datatype: Datatype, count: int) -> np.ndarray:
+        said = shown(name)
         if not self.declared:
             raise InvalidInferenceRequestError(
-                f"input {name!r} is sent as binary data ({BINARY_SIZE}), but the request has "
+                f"input {said!r} is sent as binary data ({BINARY_SIZE}), but the request has "
                 f"no {HEADER_LENGTH} header to say where the JSON object ends and the binary "
                 "data begins"
             )
         left = len(self.body) - self.offset
         if size > left:
             raise InvalidInferenceRequestError(
-                f"input {name!r}: {BINARY_SIZE} is {size} bytes, but only {left} bytes of binary "
+                f"input {said!r}: {BINARY_SIZE} is {size} bytes, but only {left} bytes of binary "
                 "data are left in the body; the body is shorter than its tensors"
             )
         array = np.frombuffer(self.body, datatype.dtype, count, self.offset)
@@ -249,40 +255,41 @@ class _BinarySection:
 
 def _decode_input(tensor: RequestInput, binary: _BinarySection) -> InputTensor:
     name = tensor.name
+    said = shown(name)  # (a client's name, quoted back bounded)
     datatype = datatypes.BY_NAME.get(tensor.datatype)
     if datatype is None:
         raise InvalidInferenceRequestError(
-            f"input {name!r} has the unknown datatype {tensor.datatype!r}; the protocol's "
+            f"input {said!r} has the unknown datatype {shown(tensor.datatype)!r}; the protocol's "
             f"datatypes are {datatypes.NAMES}"
         )
     if datatype.dtype is None:
         raise InvalidInferenceRequestError(
-            f"input {name!r} is {datatype.name}: this server's models take numeric tensors only"
+            f"input {said!r} is {datatype.name}: this server's models take numeric tensors only"
         )
     count = math.prod(tensor.shape)
     size = (tensor.parameters or {}).get(BINARY_SIZE)
     if size is not None:
         if type(size) is not int or size < 0:
             raise InvalidInferenceRequestError(
-                f"input {name!r}: the {BINARY_SIZE} parameter must be a whole number of bytes, "
-                f"not {size!r}"
+                f"input {said!r}: the {BINARY_SIZE} parameter must be a whole number of bytes, "
+                f"not {shown(repr(size))}"
             )
         if tensor.data is not None:
             raise InvalidInferenceRequestError(
-                f"input {name!r} has both 'data' and a {BINARY_SIZE} parameter; send its values "
+                f"input {said!r} has both 'data' and a {BINARY_SIZE} parameter; send its values "
                 "one way"
             )
         expected = count * datatype.itemsize
         if size != expected:
             raise InvalidInferenceRequestError(
-                f"input {name!r}: {BINARY_SIZE} is {size} bytes, but its shape {tensor.shape} of "
+                f"input {said!r}: {BINARY_SIZE} is {size} bytes, but its shape {tensor.shape} of "
                 f"{datatype.name} takes {expected} bytes ({count} values of "
                 f"{datatype.itemsize} bytes)"
             )
         array = binary.take(name, size, datatype, count)
     elif tensor.data is None:
         raise InvalidInferenceRequestError(
-            f"input {name!r} has no 'data' and no {BINARY_SIZE} parameter; send its values as "
+            f"input {said!r} has no 'data' and no {BINARY_SIZE} parameter; send its values as "
             "JSON 'data' or as binary tensor data"
         )
     else:
@@ -292,14 +299,15 @@ def _decode_input(tensor: RequestInput, binary: _BinarySection) -> InputTensor:
 
 def _json_values(name: str, datatype: Datatype, data: Any, count: int) -> np.ndarray:
     """JSON `data` (flat or nested, row-major) -> a flat array of `datatype`."""
+    said = shown(name)
     if not isinstance(data, list):
         raise InvalidInferenceRequestError(
-            f"input {name!r}: 'data' must be an array of values, not {json_kind(data)}"
+            f"input {said!r}: 'data' must be an array of values, not {json_kind(data)}"
         )
     values, kinds = _flatten(data)
     if len(values) != count:
         raise InvalidInferenceRequestError(
-            f"input {name!r}: its shape holds {count} values, but 'data' has {len(values)}"
+            f"input {said!r}: its shape holds {count} values, but 'data' has {len(values)}"
         )
     assert datatype.dtype is not None
     family = datatype.name if datatype.name == "BOOL" else _family(datatype.dtype)
@@ -308,7 +316,7 @@ def _json_values(name: str, datatype: Datatype, data: Any, count: int) -> np.nda
         index, value = next((i, v) for i, v in enumerate(values) if type(v) not in allowed)
         wanted = {"BOOL": "true or false", "int": "whole numbers", "float": "numbers"}[family]
         raise InvalidInferenceRequestError(
-            f"input {name!r}: value {index} is {json_kind(value)}; "
+            f"input {said!r}: value {index} is {json_kind(value)}; "
             f"{datatype.name} values are {wanted}"
         )
     if family == "BOOL":
@@ -317,7 +325,7 @@ def _json_values(name: str, datatype: Datatype, data: Any, count: int) -> np.nda
         limits = np.iinfo(datatype.dtype)
         if values and not (limits.min <= min(values) and max(values) <= limits.max):
             raise InvalidInferenceRequestError(
-                f"input {name!r}: {datatype.name} values lie in {limits.min}..{limits.max}; "
+                f"input {said!r}: {datatype.name} values lie in {limits.min}..{limits.max}; "
                 f"'data' holds values from {min(values)} to {max(values)}"
             )
         return np.array(values, dtype=datatype.dtype)
@@ -326,7 +334,7 @@ def _json_values(name: str, datatype: Datatype, data: Any, count: int) -> np.nda
     if not np.isfinite(array).all():
         index = int(np.flatnonzero(~np.isfinite(array))[0])
         raise InvalidInferenceRequestError(
-            f"input {name!r}: value {index} ({values[index]!r}) is outside the range of "
+            f"input {said!r}: value {index} ({values[index]!r}) is outside the range of "
             f"{datatype.name}"
         )
     return array
@@ -356,10 +364,10 @@ def _output_choice(output: RequestOutput) -> OutputChoice:
     parameters = output.parameters or {}
     if "classification" in parameters:
         raise InvalidInferenceRequestError(
-            f"output {output.name!r}: the classification extension is not supported; request "
-            "the tensor itself"
+            f"output {shown(output.name)!r}: the classification extension is not supported; "
+            "request the tensor itself"
         )
-    binary = _flag(parameters, BINARY_OUTPUT, f"output {output.name!r}", None)
+    binary = _flag(parameters, BINARY_OUTPUT, f"output {shown(output.name)!r}", None)
     return OutputChoice(output.name, binary)
 
 
@@ -378,5 +386,7 @@ def _unique(kind: str, names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise InvalidInferenceRequestError(f"{kind} {name!r} appears twice; send it once")
+            raise InvalidInferenceRequestError(
+                f"{kind} {shown(name)!r} appears twice; send it once"
+            )
         seen.add(name)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.handlers import ServiceState, version_from_path
-from service.model import ServedModel
+from service.model import ServedModel, require_finite
 from service.oip import codec, metadata, signature
 
 
@@ -27,13 +27,10 @@ class TensorRunner(Protocol):
 
 
 class InferenceProtocolHandler:
-    def __init__(
-        self, state: ServiceState, runner: TensorRunner, max_instances: int, max_body_bytes: int
-    ) -> None:
+    def __init__(self, state: ServiceState, runner: TensorRunner, max_instances: int) -> None:
         self.state = state
         self.runner = runner
         self.max_instances = max_instances
-        self.max_body_bytes = max_body_bytes
 
     def server_metadata(self) -> dict[str, Any]:
         return metadata.server_metadata()
@@ -59,14 +56,14 @@ class InferenceProtocolHandler:
         version: str | None,
         body: bytes,
         header_length: str | None,
-        content_encoding: str | None = None,
     ) -> codec.EncodedResponse:
+        """`body` as sent, once decompressed (`codec.decompress`)."""
         model = self.model(name, version)
-        plain = codec.decompress(body, content_encoding, self.max_body_bytes)
-        request = codec.decode_request(plain, header_length)
+        request = codec.decode_request(body, header_length)
         feeds = signature.check_inputs(model, request.inputs, self.max_instances)
         chosen = signature.chosen_outputs(model, request)
         outputs = await self.runner.run(model, feeds)
+        require_finite(outputs)  # an overflow is the client's 400 naming the rows, never a success
         return codec.encode_response(
             model.name,
             model.version,

@@ -11,10 +11,10 @@ from starlette.responses import Response
 
 from service.json_encoding import encode
 from service.oip import types
-from service.oip.codec import HEADER_LENGTH, EncodedResponse
+from service.oip.codec import HEADER_LENGTH, EncodedResponse, decompress
 from service.oip.handlers import InferenceProtocolHandler
 from service.oip.openapi import REQUEST_SCHEMA_REF
-from service.request_body import receive_body
+from service.request_body import BodyBudget
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -53,7 +53,7 @@ message names the tensor), 404 for an unknown model or version, 413 over the row
 503 while loading or at capacity (with Retry-After)."""
 
 
-def build_protocol_router(handler: InferenceProtocolHandler, max_body_bytes: int) -> APIRouter:
+def build_protocol_router(handler: InferenceProtocolHandler, bodies: BodyBudget) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=TAGS)
 
     @router.get("", response_model=types.ServerMetadata)
@@ -123,14 +123,21 @@ def build_protocol_router(handler: InferenceProtocolHandler, max_body_bytes: int
         return await _infer(request, name, version)
 
     async def _infer(request: Request, name: str, version: str | None) -> Response:
-        body = await receive_body(request.scope, request.receive, max_body_bytes)
-        encoded = await handler.infer(
-            name,
-            version,
-            body,
-            request.headers.get(HEADER_LENGTH),
-            request.headers.get("content-encoding"),
-        )
+        body = await bodies.read(request.scope, request.receive)
+        try:
+            encoding = request.headers.get("content-encoding")
+            plain = decompress(body, encoding, bodies.limits.max_bytes)
+            if plain is not body:
+                bodies.hold(plain)  # the decompressed copy counts against the budget too
+            try:
+                encoded = await handler.infer(
+                    name, version, plain, request.headers.get(HEADER_LENGTH)
+                )
+            finally:
+                if plain is not body:
+                    bodies.release(plain)
+        finally:
+            bodies.release(body)
         return _inference_response(encoded)
 
     return router

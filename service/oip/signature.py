@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.echo import shown
 from service.errors import InvalidInferenceRequestError, TooManyInstancesError
 from service.model import ServedModel
 from service.oip import datatypes
@@ -59,19 +60,19 @@ def check_inputs(
     for name in expected:
         if name not in given:
             raise InvalidInferenceRequestError(
-                f"missing input {name!r}: {model_label(model)} takes {listed}"
+                f"missing input {shown(name)!r}: {model_label(model)} takes {listed}"
             )
     for name in given:
         if name not in expected:
             raise InvalidInferenceRequestError(
-                f"{model_label(model)} has no input {name!r}; its inputs are {listed}"
+                f"{model_label(model)} has no input {shown(name)!r}; its inputs are {listed}"
             )
     rows: dict[str, int] = {}
     for name, spec in expected.items():
         tensor = given[name]
         if tensor.datatype.name != spec.datatype:
             raise InvalidInferenceRequestError(
-                f"input {name!r} is {tensor.datatype.name}, but {model_label(model)} takes "
+                f"input {shown(name)!r} is {tensor.datatype.name}, but {model_label(model)} takes "
                 f"{spec.datatype} for it"
             )
         shape = list(tensor.array.shape)
@@ -80,7 +81,7 @@ def check_inputs(
         )
         if not fits:
             raise InvalidInferenceRequestError(
-                f"input {name!r} has shape {shape}, but {model_label(model)} takes shape "
+                f"input {shown(name)!r} has shape {shape}, but {model_label(model)} takes shape "
                 f"{spec.shape} (-1: any number of rows)"
             )
         rows[name] = shape[0]
@@ -109,7 +110,7 @@ def chosen_outputs(model: ServedModel, request: DecodedRequest) -> list[tuple[st
     for choice in request.outputs:
         if choice.name not in available:
             raise InvalidInferenceRequestError(
-                f"{model_label(model)} has no output {choice.name!r}; its outputs are "
+                f"{model_label(model)} has no output {shown(choice.name)!r}; its outputs are "
                 f"{', '.join(str(spec) for spec in outputs_of(model))}"
             )
     return [(choice.name, request.binary(choice)) for choice in request.outputs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,11 @@ def test_several_worker_processes_serve_the_same_answers(
     }
     process = ServerProcess(settings, tmp_path / "server.log")
     try:
-        process.wait_ready()
+        process.wait_ready()  # one worker is ready; on a busy machine the other may still load
+        deadline = time.monotonic() + 60
+        while process.log().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, process.log()
+            time.sleep(0.05)  # polling the log, not synchronisation
         features = rows(5, 3)
         with httpx.Client(base_url=process.url) as client:
             responses = [

@@ -171,8 +171,9 @@ def test_openapi_documents_predict_and_docs_are_served(trained_client: TestClien
     assert schema["info"]["version"] == declared["project"]["version"]
     predict = schema["paths"]["/predict"]["post"]
     body = predict["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body["properties"]) == {"instances", "return_gates", "model", "version"}
-    assert body["required"] == ["instances"]
+    for branch in body["oneOf"]:  # one per served model
+        assert set(branch["properties"]) == {"instances", "return_gates", "model", "version"}
+        assert "instances" in branch["required"]
     assert predict["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PredictResponse"
     }

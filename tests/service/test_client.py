@@ -96,7 +96,8 @@ def test_every_error_code_of_the_service_has_its_class() -> None:
         for value in vars(errors).values()
         if isinstance(value, type) and issubclass(value, ServiceError)
     ]
-    assert sorted(ERROR_CLASSES) == sorted(cls.code for cls in defined)
+    assert sorted(ERROR_CLASSES) == sorted({cls.code for cls in defined})
+    assert ERROR_CLASSES["overloaded"] is errors.OverloadedError  # not its refinement
 
 
 def test_an_unknown_route_is_a_service_error_with_its_code(bundled_copy: Path) -> None:

@@ -108,7 +108,7 @@ def test_named_raw_features_answer_what_onnxruntime_answers_on_the_encoded_row(c
             422, "unknown_features",
             "instance 1 has unknown features ['salary']; the model's features are ['age', "
             "'fnlwgt', ..., 'native-country']",
-            {"instance": 1, "unknown": ["salary"]},
+            {"instance": 1, "unknown": ["salary"], "unknown_count": 1},
         ),
         (
             ROW | {"age": "39"},

@@ -140,9 +140,11 @@ def test_errors_on_v2_take_the_protocols_shape_and_only_there(trained_client: Te
     assert v2.headers["x-request-id"] == REQUEST_ID
     own = trained_client.get("/models/nope")
     assert own.json()["error"]["code"] == "model_not_found"
-    assert trained_client.post("/v2/models/mmoe-synthetic/ready").json() == {
-        "error": "POST is not allowed on /v2/models/mmoe-synthetic/ready; allowed: GET"
+    wrong_method = trained_client.post("/v2/models/mmoe-synthetic/ready")
+    assert wrong_method.json() == {
+        "error": "POST is not allowed on /v2/models/mmoe-synthetic/ready; allowed: GET, HEAD"
     }
+    assert wrong_method.headers["allow"] == "GET, HEAD"  # sorted: Starlette's is in set order
     too_large = trained_client.post("/v2/models/mmoe-synthetic/infer", content=b" " * 65537)
     assert (too_large.status_code, too_large.json()) == (
         413,

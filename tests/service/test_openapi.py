@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs  # schemathesis' validator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -42,19 +43,58 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return document
 
 
+def predict_branches(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    return {branch["title"]: branch for branch in body["schema"]["oneOf"]}
+
+
 def test_arrays_are_bounded_with_min_items_never_min_length(schema: dict[str, Any]) -> None:
     arrays = [node for node in nodes(schema) if node.get("type") == "array"]
     assert arrays and not [node for node in arrays if "minLength" in node]
+    synthetic = predict_branches(schema)["mmoe-synthetic"]["properties"]["instances"]["anyOf"]
+    assert [(form["minItems"], form["maxItems"]) for form in synthetic] == [(1, 1024)] * 2
+    objects, arrays_of_numbers = (form["items"] for form in synthetic)
+    assert (arrays_of_numbers["minItems"], arrays_of_numbers["maxItems"]) == (100, 100)
+    assert objects["required"] == [f"x_{i}" for i in range(1, 101)]
+    assert objects["additionalProperties"] is False
+
+
+def test_a_schema_valid_predict_body_is_one_the_server_takes(schema: dict[str, Any]) -> None:
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    instances = body["schema"]["properties"]["instances"]
-    assert "minLength" not in instances
-    assert [branch["minItems"] for branch in instances["anyOf"]] == [1, 1]
+    valid = jsonschema_rs.validator_for(body["schema"]).is_valid
+    assert not valid({"instances": [{"x-any": 0}]})  # once schema-valid, and refused with 422
+    assert not valid({"instances": [[0.5] * 99]})
+    assert not valid({"instances": [[0.5] * 100], "model": "mmoe-adult"})
+    assert valid({"instances": [[0.5] * 100]})
+    assert valid({"instances": [{f"x_{i}": 0.5 for i in range(1, 101)}], "version": "latest"})
 
 
 def test_predict_version_accepts_latest(schema: dict[str, Any]) -> None:
-    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    version = body["schema"]["properties"]["version"]["anyOf"]
-    assert {"type": "string", "const": "latest"} in version
+    for branch in predict_branches(schema).values():
+        assert branch["properties"]["version"] == {"enum": [1, "latest", None]}
+
+
+def test_the_predict_body_has_one_branch_per_served_model(schema: dict[str, Any]) -> None:
+    branches = predict_branches(schema)
+    assert list(branches) == ["mmoe-adult", "mmoe-synthetic"]
+    assert branches["mmoe-synthetic"]["required"] == ["instances"]  # the default model
+    assert branches["mmoe-adult"]["required"] == ["instances", "model"]
+    assert branches["mmoe-adult"]["properties"]["model"] == {"const": "mmoe-adult"}
+    adult = branches["mmoe-adult"]["properties"]["instances"]["items"]  # objects only
+    assert adult["properties"]["age"] == {
+        "anyOf": [{"type": "number", "minimum": -1e12, "maximum": 1e12}, {"type": "null"}]
+    }
+    assert {"type": "string"} in adult["properties"]["workclass"]["anyOf"]
+
+
+def test_head_is_documented_beside_every_get_without_a_body(schema: dict[str, Any]) -> None:
+    for path, operations in schema["paths"].items():
+        assert ("get" in operations) == ("head" in operations), path
+        if "head" in operations:
+            head = operations["head"]
+            assert operations["get"]["operationId"].endswith("_get")
+            assert head["operationId"] == operations["get"]["operationId"][:-4] + "_head"
+            assert all("content" not in response for response in head["responses"].values())
 
 
 def test_every_error_response_has_the_real_shape_and_examples(schema: dict[str, Any]) -> None:
@@ -66,7 +106,7 @@ def test_every_error_response_has_the_real_shape_and_examples(schema: dict[str, 
             continue  # the protocol's own error shape: tests/service/test_oip_routes.py
         for method, operation in operations.items():
             for status, response in operation["responses"].items():
-                if status.startswith("2"):
+                if status.startswith("2") or method == "head":
                     continue
                 content = response["content"]["application/json"]
                 assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}

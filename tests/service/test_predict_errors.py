@@ -102,7 +102,7 @@ def test_predict_rejects_unknown_named_features(trained_client: TestClient) -> N
         "unknown_features",
         "instance 1 has unknown features ['x_101', 'colour']; the model's features are "
         "['x_1', 'x_2', ..., 'x_100']",
-        {"instance": 1, "unknown": ["x_101", "colour"]},
+        {"instance": 1, "unknown": ["x_101", "colour"], "unknown_count": 2},
     )
 
 

@@ -50,8 +50,10 @@ TRICKY_BODIES = [
     (200, body('{"instances": [ROW], "instances": [ROW, ROW]}')),  # the last one counts
     (200, body('{"return_gates": true, "return_gates": false, "instances": [ROW]}')),
     (200, body('{"instances": [' + row_with("1E2") + ", " + row_with("-12e-3") + "]}")),
-    (200, body('{"instances": [' + row_with(str(2**63 + 1)) + "]}")),  # beyond int64
-    (200, body('{"instances": [' + row_with(str(2**64 + 1)) + "]}")),  # beyond uint64
+    (200, body('{"instances": [' + row_with("1e12") + ", " + row_with("-1000000000000") + "]}")),
+    (422, body('{"instances": [' + row_with("1000000000001") + "]}")),  # beyond 1e12
+    (422, body('{"instances": [' + row_with(str(2**63 + 1)) + "]}")),  # beyond int64
+    (422, body('{"instances": [' + row_with(str(2**64 + 1)) + "]}")),  # beyond uint64
     (200, body('{"instances": [' + row_with("1e-400") + "]}")),  # below the smallest float
     (422, body('{"instances": [' + row_with("[0.5]") + "]}")),  # a nested array
     (422, body('{"instances": [' + row_with("[[]]") + ", " + row_with("[]") + "]}")),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service import settings as settings_module
+from service.settings import DEPLOYMENT_VARIABLES, Settings, available_cpus, unknown_variables
+from tests.support import REPO_ROOT
 
 ENV_NAMES = [
     "MMOE_MODEL_REPOSITORY",
@@ -37,6 +40,13 @@ ENV_NAMES = [
     "MMOE_RELOAD_INTERVAL_S",
     "MMOE_METRICS",
     "MMOE_GATE_COLLAPSE_THRESHOLD",
+    "MMOE_MAX_CONNECTIONS",
+    "MMOE_HEADER_TIMEOUT_S",
+    "MMOE_BODY_TIMEOUT_S",
+    "MMOE_KEEP_ALIVE_TIMEOUT_S",
+    "MMOE_WRITE_TIMEOUT_S",
+    "MMOE_MAX_INFLIGHT_BODY_BYTES",
+    "MMOE_SHUTDOWN_TIMEOUT_S",
 ]
 
 
@@ -76,16 +86,26 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
         "MMOE_RELOAD_INTERVAL_S": 0.0,
         "MMOE_METRICS": True,
         "MMOE_GATE_COLLAPSE_THRESHOLD": 0.01,
+        "MMOE_MAX_CONNECTIONS": 1000,
+        "MMOE_HEADER_TIMEOUT_S": 10.0,
+        "MMOE_BODY_TIMEOUT_S": 60.0,
+        "MMOE_KEEP_ALIVE_TIMEOUT_S": 5,
+        "MMOE_WRITE_TIMEOUT_S": 30.0,
+        "MMOE_MAX_INFLIGHT_BODY_BYTES": 67108864,
+        "MMOE_SHUTDOWN_TIMEOUT_S": 30,
     }
 
 
 def test_every_setting_is_read_from_its_environment_variable(
     clean_env: pytest.MonkeyPatch,
 ) -> None:
+    clean_env.setattr(settings_module, "available_cpus", lambda: 8)
     values = ["/srv/models", "omoe-tiny", "3", "0.0.0.0", "9000", "CPU", "3", "false", "64",
               "500", "2", "32", "8", "4", "0", "16", "4096", "DEBUG",
               "JSON", "true", "a-key-of-twenty-chars", "true",
-              "https://a.example, https://b.example", "2.5", "false", "0.05"]  # fmt: skip
+              "https://a.example, https://b.example", "2.5", "false", "0.05",
+              "50", "2.5", "7", "3",
+              "9", "8192", "12"]  # fmt: skip
     for name, value in zip(ENV_NAMES, values, strict=True):
         clean_env.setenv(name, value)
     settings = Settings()
@@ -118,6 +138,13 @@ def test_every_setting_is_read_from_its_environment_variable(
         "reload_interval_s": 2.5,
         "metrics": False,
         "gate_collapse_threshold": 0.05,
+        "max_connections": 50,
+        "header_timeout_s": 2.5,
+        "body_timeout_s": 7.0,
+        "keep_alive_timeout_s": 3,
+        "write_timeout_s": 9.0,
+        "max_inflight_body_bytes": 8192,
+        "shutdown_timeout_s": 12,
     }
 
 
@@ -153,3 +180,47 @@ def test_invalid_values_are_rejected(clean_env: pytest.MonkeyPatch, name: str, v
     clean_env.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "name", ["MMOE_INTRA_OP_THREADS", "MMOE_INFERENCE_CONCURRENCY", "MMOE_WORKERS"]
+)
+def test_threads_and_processes_are_bounded_by_the_cpus(
+    clean_env: pytest.MonkeyPatch, name: str
+) -> None:
+    clean_env.setenv(name, "100000")  # once accepted: onnxruntime's start-up hung
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert error.value.errors()[0]["msg"] == (
+        f"Value error, must be at most {available_cpus()}, the CPUs this process may run on "
+        "(more would only queue threads or processes for the same CPUs)"
+    )
+    clean_env.setenv(name, str(available_cpus()))
+    assert getattr(Settings(), name.removeprefix("MMOE_").lower()) == available_cpus()
+
+
+def test_the_body_budget_holds_at_least_one_largest_body(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MMOE_MAX_BODY_BYTES", "1000")
+    clean_env.setenv("MMOE_MAX_INFLIGHT_BODY_BYTES", "999")
+    with pytest.raises(ValidationError, match="no body of the largest size could ever be"):
+        Settings()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "3601"])
+def test_timeouts_are_positive_and_finite(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    clean_env.setenv("MMOE_HEADER_TIMEOUT_S", value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_unknown_mmoe_variables_are_named_with_the_setting_meant() -> None:
+    environ = {"MMOE_PORTT": "1", "MMOE_API_PORT": "8010", "MMOE_PORT": "1", "HOME": "/root"}
+    assert unknown_variables(environ) == [
+        "MMOE_PORTT is not a setting and is ignored; did you mean MMOE_PORT?"
+    ]
+
+
+def test_the_deployment_variables_are_those_docker_compose_reads() -> None:
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    settings = {"MMOE_" + name.upper() for name in Settings.model_fields}
+    assert set(re.findall(r"\$\{(MMOE_[A-Z_]+)", text)) - settings == DEPLOYMENT_VARIABLES
