@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -72,25 +73,25 @@ class ServerProcess:
         self._log.close()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A copy of the bundled models, on CPU, with small request limits to test them."""
-    work = tmp_path_factory.mktemp("server")
-    repository = copy_bundled(work / "models")
-    process = ServerProcess(
-        {
-            "MMOE_MODEL_REPOSITORY": str(repository),
-            "MMOE_PROVIDER": "cpu",
-            "MMOE_MAX_INSTANCES": "64",
-            "MMOE_MAX_BODY_BYTES": "262144",
-        },
-        work / "server.log",
-    )
+@contextmanager
+def serving_bundled(work: Path, settings: dict[str, str]) -> Iterator[ServerProcess]:
+    """A ready server of a copy of the bundled models (in work/models), on CPU, with `settings`
+    besides; its log is work/server.log. Stopped on leaving."""
+    environment = {"MMOE_MODEL_REPOSITORY": str(copy_bundled(work / "models"))}
+    process = ServerProcess(environment | {"MMOE_PROVIDER": "cpu"} | settings, work / "server.log")
     try:
         process.wait_ready()
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A copy of the bundled models, on CPU, with small request limits to test them."""
+    settings = {"MMOE_MAX_INSTANCES": "64", "MMOE_MAX_BODY_BYTES": "262144"}
+    with serving_bundled(tmp_path_factory.mktemp("server"), settings) as process:
+        yield process
 
 
 @pytest.fixture

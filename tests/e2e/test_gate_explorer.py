@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import Browser, Page
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ServerProcess, offline_page
-from tests.support import REPO_ROOT, copy_bundled
+from tests.e2e.conftest import ServerProcess, offline_page, serving_bundled
+from tests.support import REPO_ROOT
 
 KEY = "gate-explorer-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -34,21 +34,9 @@ def screenshot_directory() -> Path:
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    work = tmp_path_factory.mktemp("ui")
-    process = ServerProcess(
-        {
-            "MMOE_MODEL_REPOSITORY": str(copy_bundled(work / "models")),
-            "MMOE_PROVIDER": "cpu",
-            "MMOE_API_KEY": KEY,
-            "MMOE_INFERENCE_NEEDS_KEY": "true",
-        },
-        work / "server.log",
-    )
-    try:
-        process.wait_ready()
+    settings = {"MMOE_API_KEY": KEY, "MMOE_INFERENCE_NEEDS_KEY": "true"}
+    with serving_bundled(tmp_path_factory.mktemp("ui"), settings) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def bars(page: Page, container: str) -> dict[str, list[tuple[float, float]]]:

@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import LATENCY_BUCKETS
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, serving_bundled
 from tests.support import REPO_ROOT, bundled_version_dir, copy_bundled
 
 NAME = "mmoe-synthetic"
@@ -32,20 +32,9 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture(scope="module")
 def metrics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server of its own: its counters hold exactly this module's traffic."""
-    work = tmp_path_factory.mktemp("metrics")
-    process = ServerProcess(
-        {
-            "MMOE_MODEL_REPOSITORY": str(copy_bundled(work / "models")),
-            "MMOE_PROVIDER": "cpu",
-            "MMOE_GATE_COLLAPSE_THRESHOLD": str(THRESHOLD),
-        },
-        work / "server.log",
-    )
-    try:
-        process.wait_ready()
+    settings = {"MMOE_GATE_COLLAPSE_THRESHOLD": str(THRESHOLD)}
+    with serving_bundled(tmp_path_factory.mktemp("metrics"), settings) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def scrape(url: str) -> Samples:

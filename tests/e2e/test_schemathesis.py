@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess
-from tests.support import copy_bundled
+from tests.e2e.conftest import ServerProcess, serving_bundled
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES_PER_OPERATION = 30  # ~2,000 requests: about 25 s on 2 cores
@@ -26,21 +25,9 @@ API_KEY = "schemathesis-key-0123456789"
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The bundled models, at most 8 instances per request (the schema's `maxItems`, so that
     generated bodies stay small), and an API key for the admin routes."""
-    work = tmp_path_factory.mktemp("schemathesis")
-    process = ServerProcess(
-        {
-            "MMOE_MODEL_REPOSITORY": str(copy_bundled(work / "models")),
-            "MMOE_PROVIDER": "cpu",
-            "MMOE_MAX_INSTANCES": "8",
-            "MMOE_API_KEY": API_KEY,
-        },
-        work / "server.log",
-    )
-    try:
-        process.wait_ready()
+    settings = {"MMOE_MAX_INSTANCES": "8", "MMOE_API_KEY": API_KEY}
+    with serving_bundled(tmp_path_factory.mktemp("schemathesis"), settings) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_every_check_passes_on_every_operation(small_server: ServerProcess, tmp_path: Path) -> None:
