@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import threading
 import time
@@ -221,12 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             protocol.label_correlation_draws,
         )
         total_seconds = time.perf_counter() - started
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     timing = {
         "protocol": protocol.name,
         "total_runs": len(outcome.records),
         "pilot_seconds": round(pilot_seconds, 1),
         "study_seconds": round(study_seconds, 1),
         "total_seconds": round(total_seconds, 1),
+        "cpu_seconds": round(sum(u.ru_utime + u.ru_stime for u in usage), 1),
         "workers": args.workers,
         "threads_per_worker": 1,
         "machine": machine(),

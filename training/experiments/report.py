@@ -329,6 +329,13 @@ def timing_lines(records: Sequence[dict], timing: dict) -> list[str]:
     total = sum(epochs.values())
     load = timing["load_average"]
     shares = ", ".join(f"{study} {count / total:.0%}" for study, count in epochs.items())
+    cpu = timing.get("cpu_seconds")  # recorded since the worker processes' CPU time is summed
+    idle = (
+        f" All its processes used {cpu / 60:.1f} min of CPU time: about "
+        f"{cpu / 60 / timing['cpus']:.1f} min of wall time on {timing['cpus']} idle cores."
+        if cpu
+        else ""
+    )
     return [
         f"{timing['total_runs']} runs in {timing['total_seconds'] / 60:.1f} min "
         f"(pilots {timing['pilot_seconds'] / 60:.1f} min, studies and sweep "
@@ -337,6 +344,6 @@ def timing_lines(records: Sequence[dict], timing: dict) -> list[str]:
         f"{timing['torch']}, {timing['date']}. The machine was shared: its 1-minute load average, "
         f"sampled every {timing['load_sample_seconds']} s during the run, was "
         f"{load['min']:.1f}-{load['max']:.1f} (median {load['median']:.1f}) on "
-        f"{timing['cpus']} cores. Replica-epochs trained (what the time goes to): {total:,}; "
-        f"{shares}.",
+        f"{timing['cpus']} cores.{idle} Replica-epochs trained (what the time goes to): "
+        f"{total:,}; {shares}.",
     ]
