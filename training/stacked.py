@@ -127,7 +127,7 @@ class StackedModel:
     def __call__(self, features: Tensor) -> Tensor:
         """(R, B, d) raw features -> (R, B, T) raw outputs."""
         p = self.parameters
-        normalized = (features - self.buffers["normalizer.mean"]) / self.buffers["normalizer.std"]
+        normalized = (features - self.buffers["inputs.mean"]) / self.buffers["inputs.std"]
         replicas, batch, _ = normalized.shape
         tasks = self.num_tasks
         if self._shared_bottom:
