@@ -65,12 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--quick",
         action="store_true",
-        help="few, small runs (2000 training rows, 12 runs per cell): minutes (the default)",
+        help=f"few, small runs ({QUICK.train_size} training rows, {QUICK.main.repeats} runs per "
+        f"cell, {QUICK.main.epochs}-epoch budgets): minutes (the default)",
     )
     size.add_argument(
         "--full",
         action="store_true",
-        help="the paper's protocol: 200 runs per model and p, 10000 training rows per run",
+        help=f"the paper's protocol: {FULL.main.repeats} runs per model and p "
+        f"({FULL.fresh.repeats} in the fresh setting), {FULL.train_size} training rows, "
+        f"{FULL.main.epochs}-epoch budgets: hours on 2 cores",
     )
     parser.add_argument(
         "--out",
