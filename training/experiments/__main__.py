@@ -4,6 +4,8 @@ Writes to --out (default: out/experiments/<protocol>, which git ignores): runs.c
 curves.csv.gz (every study run's loss after every epoch), label_correlation.csv, timing.json, the
 PNG figures and README.md. `--full` is the paper's protocol; `--quick` the same figures from fewer,
 smaller runs. The committed results in docs/results are regenerated only by pointing --out there.
+Every finished batch of runs is kept in <out>/partial/ until the end, so an interrupted run
+resumes: the same command again trains only what is missing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 
 from training.experiments import files, plots
 from training.experiments.label_correlation import label_correlation_table
+from training.experiments.partial import PartialMismatchError, PartialStore
 from training.experiments.protocol import (
     FULL,
     QUICK,
@@ -50,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a learning-rate pilot per model and p, then every model at every task correlation "
             "p for a fixed budget, in two data settings, many runs at a time as batched "
             "replica models. Writes every run, every learning curve, the figures and a README "
-            "with the verdicts and their bootstrap intervals."
+            "with the verdicts and their bootstrap intervals. An interrupted run resumes: run "
+            "the same command again (finished batches wait in OUT/partial/ until the end)."
         ),
         epilog=(
             "Examples:\n"
@@ -199,12 +203,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"redrew the figures and README.md in {out} from {len(records)} runs")
         return 0
     torch.set_num_threads(1)
+    try:
+        store = PartialStore(out, protocol, args.workers)
+    except PartialMismatchError as error:
+        raise SystemExit(f"error: {error}") from None
 
     with load_samples() as loads:
         started = time.perf_counter()
+        pilots_ended: list[float] = []
+
+        def progress() -> None:
+            """This session's time so far, kept after every batch in case it is interrupted."""
+            elapsed = time.perf_counter() - started
+            pilot = pilots_ended[0] if pilots_ended else elapsed
+            store.update_session(
+                pilot_seconds=pilot,
+                study_seconds=elapsed - pilot,
+                total_seconds=elapsed,
+                loads=list(loads),
+            )
+
         pilots = [run for setting in protocol.settings for run in pilot_runs(protocol, setting)]
-        outcome = run_all(protocol, pilots, args.workers, desc="learning-rate pilots")
-        pilot_seconds = time.perf_counter() - started
+        outcome = run_all(protocol, pilots, args.workers, "learning-rate pilots", store, progress)
+        pilots_ended.append(time.perf_counter() - started)
         files.write_records(sorted(outcome.records, key=record_order), out / "runs.csv")
         chosen = chosen_rates(outcome.records, protocol)
         studies = [
@@ -212,8 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for setting in protocol.settings
             for run in study_runs(protocol, setting, chosen[setting.name])
         ]
-        outcome.extend(run_all(protocol, studies, args.workers, desc="studies and sweep"))
-        study_seconds = time.perf_counter() - started - pilot_seconds
+        outcome.extend(
+            run_all(protocol, studies, args.workers, "studies and sweep", store, progress)
+        )
         records = sorted(outcome.records, key=record_order)
         files.write_records(records, out / "runs.csv")  # kept if what follows fails
         files.write_curves(outcome.curves, out / "curves.csv.gz")
@@ -224,25 +246,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             protocol.label_correlation_rows,
             protocol.label_correlation_draws,
         )
-        total_seconds = time.perf_counter() - started
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    progress()  # the label table's time and the last load sample too
+    sessions = store.sessions
+    all_loads = [load for session in sessions for load in session.get("loads", [])]
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total_seconds = sum(session.get("total_seconds", 0.0) for session in sessions)
     timing = {
         "protocol": protocol.name,
         "total_runs": len(outcome.records),
-        "pilot_seconds": round(pilot_seconds, 1),
-        "study_seconds": round(study_seconds, 1),
+        "pilot_seconds": round(sum(s.get("pilot_seconds", 0.0) for s in sessions), 1),
+        "study_seconds": round(sum(s.get("study_seconds", 0.0) for s in sessions), 1),
         "total_seconds": round(total_seconds, 1),
-        "cpu_seconds": round(sum(u.ru_utime + u.ru_stime for u in usage), 1),
+        "cpu_seconds": round(outcome.cpu_seconds + own.ru_utime + own.ru_stime, 1),
+        "sessions": len(sessions),
         "workers": args.workers,
         "threads_per_worker": 1,
         "machine": machine(),
         "cpus": os.cpu_count(),
         "load_sample_seconds": LOAD_SAMPLE_SECONDS,
         "load_average": {
-            "min": round(min(loads), 2),
-            "median": round(float(np.median(loads)), 2),
-            "max": round(max(loads), 2),
-            "samples": len(loads),
+            "min": round(min(all_loads), 2),
+            "median": round(float(np.median(all_loads)), 2),
+            "max": round(max(all_loads), 2),
+            "samples": len(all_loads),
         },
         "torch": torch.__version__,
         "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
@@ -251,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files.write_records(label_table, out / "label_correlation.csv")
     (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     draw(out, records, files.read_curves(out / "curves.csv.gz"), label_table, protocol)
+    store.remove()  # everything is in the final files now
     print(
         f"wrote {len(records)} runs, curves, figures and README.md to {out} in "
         f"{total_seconds:.0f} s"

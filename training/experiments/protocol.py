@@ -101,6 +101,18 @@ class Protocol(BaseModel):
         return -(-self.train_size // self.batch_size)
 
 
+def differences(mine: dict, other: dict, prefix: str = "") -> dict[str, tuple]:
+    """Dotted field name -> (mine, other) for every field that differs, nested settings included."""
+    changes: dict[str, tuple] = {}
+    for field in {**mine, **other}:
+        value, theirs = mine.get(field), other.get(field)
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            changes |= differences(value, theirs, f"{prefix}{field}.")
+        elif value != theirs:
+            changes[prefix + field] = (value, theirs)
+    return changes
+
+
 FULL = Protocol()
 QUICK = Protocol(
     name="quick",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from training.experiments.findings import findings
-from training.experiments.protocol import FULL, MODEL_LABELS, MODELS, Protocol
+from training.experiments.protocol import FULL, MODEL_LABELS, MODELS, Protocol, differences
 from training.experiments.summary import (
     cell_stats,
     choose_learning_rates,
@@ -38,7 +38,7 @@ def quick_note(records: Sequence[dict], protocol: Protocol) -> list[str]:
         return []
     changes = [
         f"`{field}` {value} (full: {full})"
-        for field, (value, full) in _differences(protocol.model_dump(), FULL.model_dump()).items()
+        for field, (value, full) in differences(protocol.model_dump(), FULL.model_dump()).items()
         if field != "name"
     ]
     study = [r for r in records if r["study"] == "study"]
@@ -57,17 +57,6 @@ def quick_note(records: Sequence[dict], protocol: Protocol) -> list[str]:
         "`docs/results/`. This protocol differs from the full one in: " + "; ".join(changes) + ".",
         "",
     ]
-
-
-def _differences(mine: dict, full: dict, prefix: str = "") -> dict[str, tuple]:
-    """Dotted field name -> (mine, full) for every field that differs, nested settings included."""
-    changes: dict[str, tuple] = {}
-    for field, value in mine.items():
-        if isinstance(value, dict):
-            changes |= _differences(value, full[field], f"{prefix}{field}.")
-        elif value != full[field]:
-            changes[prefix + field] = (value, full[field])
-    return changes
 
 
 def nonlinearity_table(records: Sequence[dict], protocol: Protocol) -> list[str]:

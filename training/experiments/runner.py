@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +25,9 @@ from training import synthetic
 from training.config import ModelConfig
 from training.experiments.protocol import MODELS, Job, Protocol, Run, data_config, train_config
 from training.replicas import ReplicaSplits, build_replicas, evaluate_replicas, train_replicas
+
+if TYPE_CHECKING:
+    from training.experiments.partial import PartialStore
 
 TASK_TYPES = ("regression", "regression")
 CURVE_FIELDS = ("setting", "model", "p", "lr", "seed", "step", "split", "loss")
@@ -37,14 +42,19 @@ class Batch:
 
 @dataclass
 class Outcome:
-    """What some runs produced: one record per run, and the study runs' learning curves."""
+    """What some runs produced: one record per run, the study runs' learning curves, and what
+    training them cost (wall and CPU seconds of the worker that trained them)."""
 
     records: list[dict] = field(default_factory=list)
     curves: list[tuple] = field(default_factory=list)  # rows of CURVE_FIELDS
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def extend(self, other: Outcome) -> None:
         self.records += other.records
         self.curves += other.curves
+        self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
 
 
 def plan_batches(protocol: Protocol, runs: Sequence[Run], workers: int = 1) -> list[Batch]:
@@ -70,6 +80,7 @@ def _stack(datasets: Sequence[synthetic.SyntheticDataset], split: str) -> Replic
 
 def run_batch(batch: Batch, threads: int = 1) -> Outcome:
     """Train the batch's model on the batch's data sets; one record per run."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     torch.set_num_threads(threads)
     protocol, job = batch.protocol, batch.job
     setting = protocol.setting(job.setting)
@@ -122,19 +133,21 @@ def run_batch(batch: Batch, threads: int = 1) -> Outcome:
                     step = (epoch + 1) * protocol.steps_per_epoch
                     loss = float(history[r, epoch]) / len(TASK_TYPES)  # mean of the tasks
                     outcome.curves.append((*key, step, split, float(f"{loss:.5g}")))
+    outcome.seconds = round(time.perf_counter() - started, 3)
+    outcome.cpu_seconds = round(time.process_time() - cpu_started, 3)
     return outcome
 
 
-def _outcomes(batches: list[Batch], workers: int) -> Iterator[Outcome]:
+def _outcomes(batches: list[Batch], workers: int) -> Iterator[tuple[Batch, Outcome]]:
     if workers <= 1 or len(batches) <= 1:
         for batch in batches:
-            yield run_batch(batch)
+            yield batch, run_batch(batch)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(run_batch, batch) for batch in batches]
+        futures = {pool.submit(run_batch, batch): batch for batch in batches}
         for future in as_completed(futures):
-            yield future.result()
+            yield futures[future], future.result()
 
 
 def record_order(record: dict) -> tuple:
@@ -150,15 +163,38 @@ def record_order(record: dict) -> tuple:
 
 
 def run_all(
-    protocol: Protocol, runs: Sequence[Run], workers: int = 2, desc: str = "runs"
+    protocol: Protocol,
+    runs: Sequence[Run],
+    workers: int = 2,
+    desc: str = "runs",
+    store: PartialStore | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Every run, as records sorted by `record_order` and curves sorted by run and step."""
+    """Every run, as records sorted by `record_order` and curves sorted by run and step.
+
+    With a `store`, each batch is saved the moment it finishes, batches already there are loaded
+    instead of trained, and the outcome is built from the saved batches alone; `on_batch` is
+    called after every batch trained.
+    """
     batches = plan_batches(protocol, runs, workers)
+    done = [batch for batch in batches if store is not None and store.has(batch)]
+    if done:
+        tqdm.write(f"resuming {desc}: {len(done)} of {len(batches)} batches done")
+    todo = [batch for batch in batches if batch not in done]
     outcome = Outcome()
-    with tqdm(total=len(runs), desc=desc, unit="run", disable=not runs) as bar:
-        for batch_outcome in _outcomes(batches, workers):
-            outcome.extend(batch_outcome)
+    finished = sum(len(batch.runs) for batch in done)
+    with tqdm(total=len(runs), initial=finished, desc=desc, unit="run", disable=not runs) as bar:
+        for batch, batch_outcome in _outcomes(todo, workers):
+            if store is not None:
+                store.save(batch, batch_outcome)
+            else:
+                outcome.extend(batch_outcome)
+            if on_batch is not None:
+                on_batch()
             bar.update(len(batch_outcome.records))
+    if store is not None:
+        for batch in batches:
+            outcome.extend(store.load(batch))
     outcome.records.sort(key=record_order)
     outcome.curves.sort(key=lambda row: (*row[:5], row[6] == "test", row[5]))
     return outcome
