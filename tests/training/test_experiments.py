@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import statistics
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,9 +18,10 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from tests.support import REPO_ROOT
 from training.config import SyntheticDataConfig
 from training.experiments import plots
-from training.experiments.__main__ import main, resolve_protocol
+from training.experiments.__main__ import DEFAULT_OUT, build_parser, main, resolve_protocol
 from training.experiments.label_correlation import label_correlation
 from training.experiments.protocol import (
     FULL,
@@ -356,3 +358,29 @@ def test_label_correlation_is_one_at_p_one_and_below_p_elsewhere() -> None:
     half = label_correlation(config.model_copy(update={"correlation": 0.5}))
     assert same > 0.95
     assert half < 0.5
+
+
+def test_only_the_full_protocol_reads_as_the_study(results: Path) -> None:
+    """Any other protocol's README opens with what it changes and why its verdicts can differ."""
+    readme = (results / "README.md").read_text()
+    assert "**This is not the experiment.** The 'quick' protocol" in readme
+    assert "`train_size` 64 (full: 10000)" in readme
+    assert "This is not the experiment" not in (REPO_ROOT / "docs/results/README.md").read_text()
+    assert "This is not the experiment" in (REPO_ROOT / "docs/results/quick/README.md").read_text()
+
+
+def test_without_out_the_experiments_write_to_an_ignored_folder() -> None:
+    assert build_parser().parse_args(["--full"]).out is None
+    assert DEFAULT_OUT.as_posix() == "out/experiments"
+    for protocol in ("full", "quick"):
+        ignored = subprocess.run(
+            [
+                "git",
+                "check-ignore",
+                "--no-index",
+                "--quiet",
+                f"out/experiments/{protocol}/runs.csv",
+            ],
+            cwd=REPO_ROOT,
+        )
+        assert ignored.returncode == 0

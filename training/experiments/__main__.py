@@ -42,6 +42,7 @@ from training.experiments.report import chosen_rates, write_readme
 from training.experiments.runner import record_order, run_all
 
 DISCUSSION = Path(__file__).resolve().parents[2] / "docs" / "results" / "DISCUSSION.md"
+DEFAULT_OUT = Path("out") / "experiments"  # ignored by git; + the protocol's name
 LOAD_SAMPLE_SECONDS = 15
 
 
@@ -191,7 +192,7 @@ def draw(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     protocol = resolve_protocol(FULL if args.full else QUICK, args.set)
-    out = args.out or Path("out") / "experiments" / protocol.name
+    out = args.out or DEFAULT_OUT / protocol.name
     out.mkdir(parents=True, exist_ok=True)
     if args.replot:
         recorded = json.loads((out / "timing.json").read_text())["protocol_config"]
