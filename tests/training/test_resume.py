@@ -108,6 +108,7 @@ def test_a_resumed_run_writes_the_bytes_of_an_uninterrupted_one(
     assert before_time == (uninterrupted / "README.md").read_text().split("## Time")[0]
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert timing["sessions"] == 2
+    assert " min over 2 sessions (interrupted and resumed) (pilots " in readme
     assert timing["total_seconds"] >= sessions[0]["total_seconds"]
     assert not partial.exists()
 

@@ -325,8 +325,10 @@ def timing_lines(records: Sequence[dict], timing: dict) -> list[str]:
         if cpu
         else ""
     )
+    sessions = timing.get("sessions", 1)  # recorded since an interrupted run can resume
+    resumed = f" over {sessions} sessions (interrupted and resumed)" if sessions > 1 else ""
     return [
-        f"{timing['total_runs']} runs in {timing['total_seconds'] / 60:.1f} min "
+        f"{timing['total_runs']} runs in {timing['total_seconds'] / 60:.1f} min{resumed} "
         f"(pilots {timing['pilot_seconds'] / 60:.1f} min, studies and sweep "
         f"{timing['study_seconds'] / 60:.1f} min) with {timing['workers']} worker processes of "
         f"{timing['threads_per_worker']} torch thread on {timing['machine']}, torch "
