@@ -30,6 +30,7 @@ from training.experiments.protocol import (
     pilot_runs,
     study_runs,
 )
+from training.experiments.report import convergence_lines
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = [
@@ -384,3 +385,31 @@ def test_without_out_the_experiments_write_to_an_ignored_folder() -> None:
             cwd=REPO_ROOT,
         )
         assert ignored.returncode == 0
+
+
+@pytest.mark.parametrize(("late", "verdict"), [(1, "met"), (2, "**missed**")])
+def test_convergence_says_whether_every_cell_meets_the_one_percent_aim(
+    late: int, verdict: str
+) -> None:
+    protocol = QUICK.model_copy(update={"correlations": (1.0,)})
+    records = [
+        {
+            "setting": setting.name,
+            "study": "study",
+            "model": model,
+            "p": 1.0,
+            "seed": seed,
+            "epochs_run": setting.epochs,
+            "best_epoch": setting.epochs if seed < late else 1,
+            "test_loss_task_1": 0.1,
+            "test_loss_task_2": 0.1,
+        }
+        for setting in protocol.settings
+        for model in ("shared_bottom", "omoe", "mmoe")
+        for seed in range(100)
+    ]
+    lines = convergence_lines(records, protocol)
+    assert [line.split(": the aim")[1].split(".")[0] for line in lines] == [
+        f" of at most 1 % per cell is {verdict}"
+    ] * 2
+    assert lines[0].startswith(f"- main setting: {3 * late} of 300 study runs are **unconverged**")

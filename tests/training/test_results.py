@@ -13,7 +13,7 @@ from training.experiments import files
 from training.experiments.findings import findings
 from training.experiments.protocol import Protocol
 from training.experiments.report import chosen_rates, write_readme
-from training.experiments.summary import unconverged
+from training.experiments.summary import UNCONVERGED_AIM, unconverged
 
 ROOT = Path(__file__).parents[2]
 RESULTS = ROOT / "docs" / "results"
@@ -87,11 +87,17 @@ def test_the_readme_quotes_the_chosen_learning_rates_the_shares_and_the_counts(r
     main_share = {r["linear_unexplained_share"] for r in study if r["setting"] == "main"}
     assert len(main_share) == 1
     assert f"{main_share.pop():.1%}" in section
-    late = sum(
-        len(unconverged([r for r in study if r["setting"] == s.name], s.epochs))
-        for s in protocol.settings
-    )
-    assert f"{late} of the {len(study):,}" in section
+    for setting in protocol.settings:
+        runs = [r for r in study if r["setting"] == setting.name]
+        late = len(unconverged(runs, setting.epochs))
+        assert f"{late} of the {len(runs):,} study runs in the {setting.name} setting" in section
+        worst = max(
+            len(unconverged([r for r in runs if (r["model"], r["p"]) == cell], setting.epochs))
+            / len([r for r in runs if (r["model"], r["p"]) == cell])
+            for cell in {(r["model"], r["p"]) for r in runs}
+        )
+        missed = f"{worst:.0%} of its worst cell's, so the {setting.name} setting misses"
+        assert (missed in section) == (worst > UNCONVERGED_AIM), setting.name
 
 
 def test_the_readme_quotes_the_measured_time_and_load(records) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from training.experiments.findings import findings
 from training.experiments.protocol import FULL, MODEL_LABELS, MODELS, Protocol, differences
 from training.experiments.summary import (
+    UNCONVERGED_AIM,
     cell_stats,
     choose_learning_rates,
     run_loss,
@@ -155,8 +156,9 @@ def convergence_lines(records: Sequence[dict], protocol: Protocol) -> list[str]:
         lines.append(
             f"- {setting.name} setting: {late_total} of {total} study runs are **unconverged** "
             f"(best validation epoch = the last of {setting.epochs}); at most {worst:.1%} "
-            f"in any cell. Runs whose final loss (mean of the tasks) is over 10x their cell's "
-            f"median: {far}."
+            f"in any cell: the aim of at most {UNCONVERGED_AIM * 100:g} % per cell is "
+            f"{'met' if worst <= UNCONVERGED_AIM else '**missed**'}. Runs whose final loss "
+            f"(mean of the tasks) is over 10x their cell's median: {far}."
         )
     return lines
 

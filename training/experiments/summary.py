@@ -98,6 +98,9 @@ def choose_learning_rates(
     return chosen
 
 
+UNCONVERGED_AIM = 0.01  # the protocol's aim: at most 1 % of a cell's study runs unconverged
+
+
 def unconverged(records: Sequence[dict], epochs: int) -> list[dict]:
     """Runs that ended at the epoch cap with their best validation epoch at the cap."""
     return [r for r in records if r["epochs_run"] == epochs and r["best_epoch"] == epochs]
