@@ -111,7 +111,7 @@ def loss_over_steps(curves: Curves, protocol: Protocol, setting: str, path: Path
         axis.set_xlabel("gradient steps")
     axes[0, 0].legend(fontsize=8)
     figure.suptitle(
-        f"Loss over training, {setting} setting ({protocol.setting(setting).describe()}): "
+        f"Loss over training, {setting} setting ({protocol.setting(setting).describe()}):\n"
         f"mean (solid), median (dashed), quartiles (band) of {runs} runs per model and p",
         fontsize=10,
     )
@@ -352,7 +352,7 @@ def performance_vs_correlation(records: Sequence[dict], protocol: Protocol, path
         f"fine sweep, {protocol.sweep_repeats} runs per point, early stopping: median, quartiles"
     )
     sweep.invert_xaxis()
-    figure.suptitle(f"Final loss vs task correlation, main setting ({protocol.main.describe()})")
+    figure.suptitle(f"Final loss vs task correlation, main setting\n({protocol.main.describe()})")
     return _save(figure, path)
 
 
