@@ -63,11 +63,11 @@ adult-study: $(VENV)/.installed-dev  ## Shared-Bottom, OMoE, MMoE on UCI Adult o
 
 # The experiments write to out/experiments/ (ignored by git); the results-* targets regenerate the
 # committed results in docs/results on purpose.
-.PHONY: experiments experiments-quick results results-quick bench-train bench-table
-experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (200 runs per cell) -> out/experiments/full
+.PHONY: experiments experiments-quick results results-quick bench-replicas bench-train bench-table
+experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (hours on 2 cores; docs/results/README.md says how long) -> out/experiments/full
 	$(BIN)/python -m training.experiments --full --out out/experiments/full $(ARGS)
 
-experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (~2 min) -> out/experiments/quick
+experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (minutes) -> out/experiments/quick
 	$(BIN)/python -m training.experiments --quick --out out/experiments/quick $(ARGS)
 
 results: $(VENV)/.installed-dev  ## regenerate the committed full results: overwrites docs/results
@@ -78,6 +78,9 @@ results-quick: $(VENV)/.installed-dev  ## regenerate the committed quick results
 
 # Benchmarks write to out/benchmarks/ (ignored by git); ARGS="--out benchmarks/results" records
 # a new committed result.
+bench-replicas: $(VENV)/.installed-dev  ## replica training steps: stacked forward vs vmap of the module -> out/benchmarks
+	$(BIN)/python benchmarks/replica_forward.py $(ARGS)
+
 bench-train: $(VENV)/.installed-dev  ## batched replica trainer vs runs one after another -> out/benchmarks
 	$(BIN)/python benchmarks/train_throughput.py $(ARGS)
 

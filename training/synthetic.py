@@ -43,13 +43,49 @@ class SyntheticDataset:
     config: SyntheticDataConfig
 
     def description(self) -> dict:
-        """Everything needed to regenerate this data set, with the exact α and β used."""
+        """Everything needed to regenerate this data set, with the exact α and β used, and how
+        nonlinear its tasks are (`linear_unexplained_share`)."""
+        share = linear_unexplained_share(
+            self.weights.alphas, self.weights.betas, self.config.scale, self.config.noise_std
+        )
         return {
             "kind": "synthetic",
             **self.config.model_dump(),
             "alphas": self.weights.alphas.tolist(),
             "betas": self.weights.betas.tolist(),
+            "linear_unexplained_share": round(share, 4),
         }
+
+
+def linear_unexplained_share(
+    alphas: np.ndarray, betas: np.ndarray, scale: float, noise_std: float
+) -> float:
+    """The share of a task's label variance that the best linear function of x cannot explain.
+
+    A label depends on x only through z = wᵀx ~ N(0, c²): y = z + s(z) + ε with
+    s(z) = Σ sin(α_i z + β_i). The best linear predictor is therefore a + b·z, and what it leaves,
+    Var(y) - Cov(y, z)² / c², is exact from the Gaussian moments
+        E[sin(αz + β)] = sin β · e^{-α²c²/2},   E[z sin(αz + β)] = α c² cos β · e^{-α²c²/2}
+        E[sin(α_i z + β_i) sin(α_j z + β_j)] = ½(cos(β_i - β_j) e^{-(α_i - α_j)²c²/2}
+                                                - cos(β_i + β_j) e^{-(α_i + α_j)²c²/2}).
+    The same for every task and every p (each |w_k| = c); the noise ε counts as unexplained.
+    """
+    alphas, betas = np.asarray(alphas, dtype=np.float64), np.asarray(betas, dtype=np.float64)
+    variance = scale**2
+
+    def damping(frequency: np.ndarray) -> np.ndarray:
+        return np.exp(-(frequency**2) * variance / 2)
+
+    sine_mean = float(np.sum(np.sin(betas) * damping(alphas)))
+    sine_covariance = float(np.sum(alphas * variance * np.cos(betas) * damping(alphas)))
+    products = 0.5 * (
+        np.cos(betas[:, None] - betas[None, :]) * damping(alphas[:, None] - alphas[None, :])
+        - np.cos(betas[:, None] + betas[None, :]) * damping(alphas[:, None] + alphas[None, :])
+    )  # (m, m): E[sin_i sin_j]
+    sine_variance = float(products.sum()) - sine_mean**2
+    label_variance = variance + 2 * sine_covariance + sine_variance + noise_std**2
+    explained = (variance + sine_covariance) ** 2 / variance
+    return (label_variance - explained) / label_variance
 
 
 def correlated_cholesky(num_tasks: int, correlation: float) -> np.ndarray:

@@ -1,9 +1,14 @@
-"""A tiny run of `python -m training.experiments` writes every figure, the runs file and a table."""
+"""A tiny run of `python -m training.experiments` writes every file and figure, and the figures and
+tables show what the files hold (read back here with the csv module, not the experiments' code)."""
 
 from __future__ import annotations
 
 import csv
+import gzip
+import json
+import statistics
 import subprocess
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib.image
@@ -16,33 +21,48 @@ from matplotlib.figure import Figure
 from tests.support import REPO_ROOT
 from training.config import SyntheticDataConfig
 from training.experiments import plots
-from training.experiments.__main__ import DEFAULT_OUT, build_parser, main
+from training.experiments.__main__ import DEFAULT_OUT, build_parser, main, resolve_protocol
 from training.experiments.label_correlation import label_correlation
-from training.experiments.protocol import QUICK, extra_keys, main_keys
+from training.experiments.protocol import (
+    FULL,
+    QUICK,
+    nearest_correlation,
+    pilot_runs,
+    study_runs,
+)
+from training.experiments.report import convergence_lines
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = [
+    "loss_over_steps.png",
+    "fresh_loss_over_steps.png",
+    "shared_bottom_over_steps.png",
     "performance_vs_correlation.png",
     "trainability.png",
+    "fresh_trainability.png",
+    "trainability_ecdf.png",
     "learning_rates.png",
     "label_correlation.png",
-    "sensitivity.png",
 ]
+LOSS_FIGURES = [name for name in FIGURES if name != "label_correlation.png"]
+MODELS = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
 TINY = [
-    "repeats=2",
-    "sweep_repeats=1",
+    "main.repeats=3",
+    "main.epochs=3",
+    "fresh.repeats=2",
+    "fresh.epochs=4",
+    "pilot_repeats=2",
     "sweep_correlations=[0.0,0.5,1.0]",
-    "lr_repeats=1",
-    "sensitivity_repeats=1",
-    "sensitivity=[[2.0,5]]",
+    "sweep_repeats=2",
     "train_size=64",
     "validation_size=32",
     "test_size=32",
-    "epochs=2",
+    "batch_size=16",
     "label_correlation_sinusoids=[1,5]",
     "label_correlation_rows=200",
-    "label_correlation_draws=1",
+    "label_correlation_draws=2",
 ]
+STEPS_PER_EPOCH = 4  # 64 rows, batch 16
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +73,10 @@ def figures() -> dict[str, Figure]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Figure]) -> Path:
+    """Run with no --out from an empty folder: the default output folder is used."""
     threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("results")
-    args = ["--quick", "--workers", "1", "--out", str(out)]
+    cwd = tmp_path_factory.mktemp("cwd")
+    args = ["--quick", "--workers", "1"]
     for item in TINY:
         args += ["--set", item]
     save = plots._save
@@ -66,10 +87,25 @@ def results(tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Figure]
         return save(figure, path)
 
     with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
         patch.setattr(plots, "_save", keep_then_save)
         assert main(args) == 0
     torch.set_num_threads(threads)
-    return out
+    return cwd / "out" / "experiments" / "quick"
+
+
+def read_runs(results: Path) -> list[dict]:
+    with (results / "runs.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_curves(results: Path) -> list[dict]:
+    with gzip.open(results / "curves.csv.gz", "rt") as handle:
+        return list(csv.DictReader(handle))
+
+
+def mean_loss(row: dict) -> float:
+    return (float(row["test_loss_task_1"]) + float(row["test_loss_task_2"])) / 2
 
 
 def plotted_arrays(axes: Axes) -> list[np.ndarray]:
@@ -78,6 +114,17 @@ def plotted_arrays(axes: Axes) -> list[np.ndarray]:
     arrays += [np.asarray(c.get_paths()[0].vertices) for c in axes.collections if c.get_paths()]
     arrays += [np.asarray(patch.get_path().vertices) for patch in axes.patches]
     return [array for array in arrays if array.size]
+
+
+def lines_by_label(axes: Axes) -> dict[str, object]:
+    return {line.get_label(): line for line in axes.get_lines()}
+
+
+def test_writes_to_the_ignored_default_folder_every_file(results: Path) -> None:
+    names = {path.name for path in results.iterdir()}
+    expected = {"runs.csv", "curves.csv.gz", "label_correlation.csv", "timing.json", "README.md"}
+    assert expected | set(FIGURES) <= names
+    assert "out/" in (Path(__file__).parents[2] / ".gitignore").read_text().splitlines()
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -96,50 +143,214 @@ def test_writes_png_figures_whose_every_panel_holds_data(
         assert any(np.isfinite(array).all() for array in arrays)
 
 
-def test_the_sweep_panel_plots_the_median_loss_of_each_model_from_runs_csv(
+@pytest.mark.parametrize("name", LOSS_FIGURES)
+def test_every_loss_panel_draws_the_noise_floor(figures: dict[str, Figure], name: str) -> None:
+    for axes in figures[name].get_axes():
+        dotted = [line for line in axes.get_lines() if line.get_linestyle() == ":"]
+        floors = [
+            line
+            for line in dotted
+            if any(np.allclose(data, 0.01) for data in (line.get_xdata(), line.get_ydata()))
+        ]
+        assert floors, f"{name}: no noise-floor line at 0.01 in {axes.get_title()!r}"
+
+
+def test_loss_over_steps_plots_the_mean_and_median_of_the_curves_file(
     results: Path, figures: dict[str, Figure]
 ) -> None:
-    """Read back from runs.csv with the csv module, not through the experiments' own code."""
-    with (results / "runs.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
+    curves = read_curves(results)
+    per_step: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in curves:
+        if row["setting"] == "main":
+            key = (row["model"], float(row["p"]), row["split"])
+            per_step[key][int(row["step"])].append(float(row["loss"]))
+    axes = figures["loss_over_steps.png"].get_axes()
+    titles = {axis.get_title(): axis for axis in axes}
+    for p in (1.0, 0.9, 0.5):
+        for split in ("test", "train"):
+            axis = titles[f"p = {p:g}, {split} loss"]
+            drawn = [line for line in axis.get_lines() if line.get_linestyle() in ("-", "--")]
+            for model in MODELS:
+                steps = sorted(per_step[model, p, split])
+                assert steps == [STEPS_PER_EPOCH * epoch for epoch in (1, 2, 3)]
+                means = [statistics.fmean(per_step[model, p, split][s]) for s in steps]
+                medians = [statistics.median(per_step[model, p, split][s]) for s in steps]
+                mean_line = lines_by_label(axis)[MODELS[model]]
+                np.testing.assert_allclose(mean_line.get_xdata(), steps)
+                np.testing.assert_allclose(mean_line.get_ydata(), means, rtol=1e-12)
+                assert any(
+                    list(line.get_xdata()) == steps
+                    and np.allclose(line.get_ydata(), medians, rtol=1e-12)
+                    and line.get_linestyle() == "--"
+                    for line in drawn
+                )
+    assert len({tuple(axis.get_ylim()) for axis in axes}) == 1  # one shared scale
+
+
+def test_curves_hold_every_study_runs_every_epoch_and_nothing_else(results: Path) -> None:
+    runs = [r for r in read_runs(results) if r["study"] == "study"]
+    curves = read_curves(results)
+    assert set(curves[0]) == {"setting", "model", "p", "lr", "seed", "step", "split", "loss"}
+    epochs = {"main": 3, "fresh": 4}
+    expected = {
+        (r["setting"], r["model"], float(r["p"]), int(r["seed"]), split, STEPS_PER_EPOCH * e)
+        for r in runs
+        for split in ("train", "test")
+        for e in range(1, epochs[r["setting"]] + 1)
+    }
+    got = {
+        (c["setting"], c["model"], float(c["p"]), int(c["seed"]), c["split"], int(c["step"]))
+        for c in curves
+    }
+    assert got == expected and len(curves) == len(expected)
+    assert all(float(c["loss"]) > 0 for c in curves)
+    # A study run never stops early: every one trains for its setting's whole budget.
+    assert all(int(r["epochs_run"]) == epochs[r["setting"]] for r in runs)
+
+
+def test_the_test_curve_at_the_best_epoch_is_the_runs_final_loss(results: Path) -> None:
+    curves = {
+        (c["setting"], c["model"], c["p"], c["seed"], int(c["step"])): float(c["loss"])
+        for c in read_curves(results)
+        if c["split"] == "test"
+    }
+    for run in read_runs(results):
+        if run["study"] != "study":
+            continue
+        step = STEPS_PER_EPOCH * int(run["best_epoch"])
+        key = (run["setting"], run["model"], run["p"], run["seed"], step)
+        assert curves[key] == pytest.approx(mean_loss(run), rel=1e-4)
+
+
+def test_histograms_count_every_run_of_their_cell_over_shared_bins(
+    results: Path, figures: dict[str, Figure]
+) -> None:
+    runs = [r for r in read_runs(results) if r["setting"] == "main" and r["study"] == "study"]
+    axes = figures["trainability.png"].get_axes()
+    edges = set()
+    for axis in axes:
+        model_label, p_text = axis.get_title().split(", p = ")
+        model = next(m for m, label in MODELS.items() if label == model_label)
+        cell = [r for r in runs if r["model"] == model and float(r["p"]) == float(p_text)]
+        heights = [patch.get_height() for patch in axis.patches]
+        assert sum(heights) == len(cell) == 3
+        edges.add(tuple(round(patch.get_x(), 12) for patch in axis.patches))
+        losses = [mean_loss(r) for r in cell]
+        low, high = axis.get_xlim()
+        assert low <= min(losses) and max(losses) <= high
+    assert len(edges) == 1  # the same bins in every panel
+
+
+def test_sweep_panel_plots_the_median_of_the_sweep_runs(
+    results: Path, figures: dict[str, Figure]
+) -> None:
+    rows = [r for r in read_runs(results) if r["study"] == "sweep"]
     sweep = figures["performance_vs_correlation.png"].get_axes()[1]
-    lines = {line.get_label(): line for line in sweep.get_lines()}
-    for model, label in (("shared_bottom", "Shared-Bottom"), ("omoe", "OMoE"), ("mmoe", "MMoE")):
-        expected = []
-        for p in (0.0, 0.5, 1.0):  # TINY's sweep, one run (seed 0) per point
-            [row] = [
-                r for r in rows
-                if r["model"] == model and float(r["p"]) == p and r["seed"] == "0"
-                and float(r["lr"]) == 1e-3 and float(r["c"]) == 3.0 and r["m"] == "5"
-            ]  # fmt: skip
-            expected.append((float(row["test_loss_task_1"]) + float(row["test_loss_task_2"])) / 2)
-        x, y = lines[label].get_data()
+    for model, label in MODELS.items():
+        expected = [
+            statistics.median(
+                mean_loss(r) for r in rows if r["model"] == model and float(r["p"]) == p
+            )
+            for p in (0.0, 0.5, 1.0)
+        ]
+        x, y = lines_by_label(sweep)[label].get_data()
         assert list(x) == [0.0, 0.5, 1.0]
         np.testing.assert_allclose(y, expected, rtol=1e-9)
 
 
-def test_writes_every_run_with_its_settings(results: Path) -> None:
-    with (results / "runs.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    fields = {"model", "p", "lr", "c", "m", "seed", "test_loss_task_1", "test_loss_task_2"}
-    assert fields | {"best_epoch"} <= set(rows[0])
-    assert {row["model"] for row in rows} == {"shared_bottom", "omoe", "mmoe"}
-    keys = {(r["model"], r["p"], r["lr"], r["c"], r["m"], r["seed"]) for r in rows}
-    assert len(keys) == len(rows)
-    assert all(float(row["test_loss_task_1"]) > 0 for row in rows)
+def test_each_models_learning_rate_is_its_pilots_best_median(results: Path) -> None:
+    rows = read_runs(results)
+    for setting in ("main", "fresh"):
+        for model in MODELS:
+            for p in (1.0, 0.9, 0.5):
+                pilot = defaultdict(list)
+                for r in rows:
+                    if (r["setting"], r["study"], r["model"], float(r["p"])) == (
+                        setting, "pilot", model, p
+                    ):  # fmt: skip
+                        pilot[float(r["lr"])].append(float(r["best_validation_loss"]))
+                assert sorted(pilot) == [1e-4, 1e-3, 1e-2]
+                best = min(pilot, key=lambda rate: statistics.median(pilot[rate]))
+                study = {
+                    float(r["lr"])
+                    for r in rows
+                    if (r["setting"], r["study"], r["model"], float(r["p"])) == (
+                        setting, "study", model, p
+                    )
+                }  # fmt: skip
+                assert study == {best}
+
+
+def test_readme_reports_verdicts_rates_and_every_figure(results: Path) -> None:
     readme = (results / "README.md").read_text()
-    assert "| MMoE | 0.5 | 1 |" in readme
+    assert "This is not the experiment." in readme
+    assert "`main.repeats` 3 (full: 200)" in readme
     for name in FIGURES:
         assert f"]({name})" in readme
+    assert readme.count("| MMoE's loss rises less than OMoE's as p falls") == 2
+    assert "| MMoE | 0.5 |" in readme
 
 
-def test_every_model_and_p_uses_the_same_seeds() -> None:
+def test_replot_redraws_the_same_readme_from_the_files_alone(results: Path) -> None:
+    before = (results / "README.md").read_text()
+    (results / "README.md").unlink()
+    assert main(["--replot", "--out", str(results)]) == 0
+    assert (results / "README.md").read_text() == before
+
+
+def test_timing_records_the_load_average_during_the_run(results: Path) -> None:
+    timing = json.loads((results / "timing.json").read_text())
+    load = timing["load_average"]
+    assert load["samples"] >= 2 and 0 <= load["min"] <= load["median"] <= load["max"]
+    assert timing["total_runs"] == len(read_runs(results))
+    assert timing["cpu_seconds"] > 0
+
+
+def test_every_model_and_p_uses_the_same_seeds_and_pilots_use_others() -> None:
     """Common random numbers: each (p, seed) is trained by every model on the same data."""
-    keys = main_keys(QUICK)
-    seeds_per_p = {p: sorted(k.seed for k in keys if k.correlation == p) for p in (1.0, 0.9, 0.5)}
-    assert seeds_per_p == {p: list(range(12)) for p in (1.0, 0.9, 0.5)}  # QUICK: 12 repeats
-    assert len(keys) == 36
-    assert not set(keys) & set(extra_keys(QUICK))
+    chosen = {(m, p): 1e-3 for m in MODELS for p in FULL.correlations}
+    study = [run for run in study_runs(FULL, FULL.main, chosen) if run.job.study == "study"]
+    cells = defaultdict(set)
+    for run in study:
+        cells[run.job.model, run.correlation].add(run.seed)
+    assert len(cells) == 9 and all(seeds == set(range(200)) for seeds in cells.values())
+    pilot_seeds = {run.seed for run in pilot_runs(FULL, FULL.main)}
+    assert len(pilot_seeds) == 24 and not pilot_seeds & set(range(200))
+
+
+def test_sweep_points_borrow_the_nearest_piloted_learning_rate() -> None:
+    assert [nearest_correlation(FULL, p) for p in (0.0, 0.7, 0.8, 0.95, 0.96, 1.0)] == [
+        0.5,
+        0.5,
+        0.9,
+        0.9,
+        1.0,
+        1.0,
+    ]  # fmt: skip: 0.7 and 0.95 are ties, which go to the lower p
+    chosen = {(m, p): {1.0: 1e-2, 0.9: 1e-3, 0.5: 1e-4}[p] for m in MODELS for p in (1.0, 0.9, 0.5)}
+    sweep = [run for run in study_runs(QUICK, QUICK.main, chosen) if run.job.study == "sweep"]
+    rates = {run.correlation: run.job.learning_rate for run in sweep}
+    assert rates == {0.0: 1e-4, 0.2: 1e-4, 0.4: 1e-4, 0.6: 1e-4, 0.8: 1e-3, 1.0: 1e-2}
+    assert not [run for run in study_runs(QUICK, QUICK.fresh, chosen) if run.job.study == "sweep"]
+
+
+def test_fresh_runs_draw_their_own_sinusoids_and_main_runs_share_one(results: Path) -> None:
+    rows = [r for r in read_runs(results) if r["study"] == "study"]
+    main_draws = {r["sinusoid_seed"] for r in rows if r["setting"] == "main"}
+    assert main_draws == {"4"}
+    fresh = [r for r in rows if r["setting"] == "fresh"]
+    assert all(r["sinusoid_seed"] == r["seed"] for r in fresh)
+    assert len({r["linear_unexplained_share"] for r in fresh}) == 2  # two seeds, two draws
+
+
+def test_dotted_overrides_reach_a_setting_and_unknown_fields_are_refused() -> None:
+    protocol = resolve_protocol(FULL, ["main.repeats=7", "fresh.epochs=9"])
+    assert (protocol.main.repeats, protocol.fresh.epochs) == (7, 9)
+    assert protocol.main.scale == FULL.main.scale
+    with pytest.raises(SystemExit, match="main has no field 'colour'"):
+        resolve_protocol(FULL, ["main.colour=1"])
+    with pytest.raises(SystemExit, match="expected FIELD=JSON"):
+        resolve_protocol(FULL, ["repeats"])
 
 
 def test_label_correlation_is_one_at_p_one_and_below_p_elsewhere() -> None:
@@ -155,7 +366,6 @@ def test_only_the_full_protocol_reads_as_the_study(results: Path) -> None:
     readme = (results / "README.md").read_text()
     assert "**This is not the experiment.** The 'quick' protocol" in readme
     assert "`train_size` 64 (full: 10000)" in readme
-    assert "`repeats` 2 (full: 200)" in readme
     assert "This is not the experiment" not in (REPO_ROOT / "docs/results/README.md").read_text()
     assert "This is not the experiment" in (REPO_ROOT / "docs/results/quick/README.md").read_text()
 
@@ -175,3 +385,31 @@ def test_without_out_the_experiments_write_to_an_ignored_folder() -> None:
             cwd=REPO_ROOT,
         )
         assert ignored.returncode == 0
+
+
+@pytest.mark.parametrize(("late", "verdict"), [(1, "met"), (2, "**missed**")])
+def test_convergence_says_whether_every_cell_meets_the_one_percent_aim(
+    late: int, verdict: str
+) -> None:
+    protocol = QUICK.model_copy(update={"correlations": (1.0,)})
+    records = [
+        {
+            "setting": setting.name,
+            "study": "study",
+            "model": model,
+            "p": 1.0,
+            "seed": seed,
+            "epochs_run": setting.epochs,
+            "best_epoch": setting.epochs if seed < late else 1,
+            "test_loss_task_1": 0.1,
+            "test_loss_task_2": 0.1,
+        }
+        for setting in protocol.settings
+        for model in ("shared_bottom", "omoe", "mmoe")
+        for seed in range(100)
+    ]
+    lines = convergence_lines(records, protocol)
+    assert [line.split(": the aim")[1].split(".")[0] for line in lines] == [
+        f" of at most 1 % per cell is {verdict}"
+    ] * 2
+    assert lines[0].startswith(f"- main setting: {3 * late} of 300 study runs are **unconverged**")

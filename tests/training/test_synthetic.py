@@ -107,3 +107,33 @@ def test_impossible_correlation_for_many_tasks_is_rejected():
         "invalid config: data: correlation -0.9 is impossible for 3 tasks "
         "(every pair needs p >= -0.5)"
     )
+
+
+@pytest.mark.parametrize(
+    ("scale", "num_sinusoids", "sinusoid_seed"),
+    [(3.0, 5, 0), (3.0, 5, 5), (1.0, 10, 3), (1.0, 0, 0)],
+)
+def test_linear_unexplained_share_matches_a_least_squares_fit(scale, num_sinusoids, sinusoid_seed):
+    """The closed form equals 1 - R² of an ordinary least-squares fit on many generated rows."""
+    config = small_config(
+        input_dim=8,
+        scale=scale,
+        num_sinusoids=num_sinusoids,
+        sinusoid_seed=sinusoid_seed,
+        train_size=200_000,
+    )
+    data = synthetic.generate(config)
+    design = np.hstack([data.train.features, np.ones((config.train_size, 1), np.float32)])
+    for task in range(config.num_tasks):
+        labels = data.train.labels[:, task].astype(np.float64)
+        coefficients, *_ = np.linalg.lstsq(design.astype(np.float64), labels, rcond=None)
+        residual = labels - design @ coefficients
+        fitted_share = residual.var() / labels.var()
+        assert data.description()["linear_unexplained_share"] == pytest.approx(
+            fitted_share, rel=0.03, abs=2e-4
+        )
+
+
+def test_default_sinusoids_leave_little_to_the_nonlinearity():
+    """sinusoid_seed 0 draws small α: a linear fit explains all but 0.6 % of the label variance."""
+    assert synthetic.generate(small_config()).description()["linear_unexplained_share"] == 0.0061

@@ -1,50 +1,68 @@
 """`python -m training.experiments`: reproduce the paper's synthetic-data experiments.
 
-Writes to --out: runs.csv (every run), label_correlation.csv, timing.json, the PNG figures and
-README.md (the tables). `--full` is the paper's protocol; `--quick` the same figures from fewer,
-smaller runs.
+Writes to --out (default: out/experiments/<protocol>, which git ignores): runs.csv (every run),
+curves.csv.gz (every study run's loss after every epoch), label_correlation.csv, timing.json, the
+PNG figures and README.md. `--full` is the paper's protocol; `--quick` the same figures from fewer,
+smaller runs. The committed results in docs/results are regenerated only by pointing --out there.
+Every finished batch of runs is kept in <out>/partial/ until the end, so an interrupted run
+resumes: the same command again trains only what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
+import resource
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 
-from training.experiments import plots
+from training.experiments import files, plots
 from training.experiments.label_correlation import label_correlation_table
-from training.experiments.protocol import FULL, QUICK, Protocol, extra_keys, main_keys
-from training.experiments.report import write_readme
-from training.experiments.runner import run_keys
+from training.experiments.partial import PartialMismatchError, PartialStore
+from training.experiments.protocol import (
+    FULL,
+    QUICK,
+    DataSetting,
+    Protocol,
+    pilot_runs,
+    study_runs,
+)
+from training.experiments.report import chosen_rates, write_readme
+from training.experiments.runner import record_order, run_all
 
-INTEGER_FIELDS = {"m", "seed", "best_epoch", "epochs_run"}
-DEFAULT_OUT = Path("out") / "experiments"  # ignored by git
 DISCUSSION = Path(__file__).resolve().parents[2] / "docs" / "results" / "DISCUSSION.md"
+DEFAULT_OUT = Path("out") / "experiments"  # ignored by git; + the protocol's name
+LOAD_SAMPLE_SECONDS = 15
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.experiments",
         description=(
-            "Train Shared-Bottom, OMoE and MMoE on the synthetic data of Ma et al. (KDD 2018) "
-            "for many task correlations p, seeds, learning rates and (c, m) settings, many runs "
-            "at a time as batched replica models, and write plots, every run and a table."
+            "Train Shared-Bottom, OMoE and MMoE on the synthetic data of Ma et al. (KDD 2018): "
+            "a learning-rate pilot per model and p, then every model at every task correlation "
+            "p for a fixed budget, in two data settings, many runs at a time as batched "
+            "replica models. Writes every run, every learning curve, the figures and a README "
+            "with the verdicts and their bootstrap intervals. An interrupted run resumes: run "
+            "the same command again (finished batches wait in OUT/partial/ until the end)."
         ),
         epilog=(
             "Examples:\n"
             "  python -m training.experiments --quick                  # -> out/experiments/quick\n"
             "  python -m training.experiments --full --out docs/results  # the committed results\n"
-            "  python -m training.experiments --quick --set repeats=3 --set epochs=5 --out /tmp/x"
+            "  python -m training.experiments --quick --set main.epochs=5 --out /tmp/x\n"
+            "  python -m training.experiments --replot --full --out docs/results"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,19 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--quick",
         action="store_true",
-        help="few, small runs (2000 training rows, 12 repeats): minutes on a laptop (default)",
+        help=f"few, small runs ({QUICK.train_size} training rows, {QUICK.main.repeats} runs per "
+        f"cell, {QUICK.main.epochs}-epoch budgets): minutes (the default)",
     )
     size.add_argument(
         "--full",
         action="store_true",
-        help="the paper's protocol: 200 repeats per model and p, 10000 training rows per run",
+        help=f"the paper's protocol: {FULL.main.repeats} runs per model and p "
+        f"({FULL.fresh.repeats} in the fresh setting), {FULL.train_size} training rows, "
+        f"{FULL.main.epochs}-epoch budgets: hours on 2 cores",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: out/experiments/full or out/experiments/quick, ignored by "
-        "git; the committed results are docs/results and docs/results/quick)",
+        help="output folder (default: out/experiments/full or out/experiments/quick)",
     )
     parser.add_argument(
         "--workers",
@@ -82,22 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FIELD=JSON",
-        help="override one protocol field, e.g. repeats=50 or correlations=[1.0,0.5] "
-        f"(fields: {', '.join(Protocol.model_fields)})",
+        help="override one protocol field, e.g. main.repeats=50 or correlations=[1.0,0.5] "
+        f"(fields: {', '.join(Protocol.model_fields)}; main and fresh have "
+        f"{', '.join(DataSetting.model_fields)})",
     )
     return parser
 
 
 def resolve_protocol(base: Protocol, overrides: Sequence[str]) -> Protocol:
+    """`base` with FIELD=JSON overrides; a setting's field is dotted, e.g. main.repeats=50."""
     values = base.model_dump()
     for item in overrides:
         field, separator, raw = item.partition("=")
-        if not separator or field not in Protocol.model_fields:
+        head, _, tail = field.partition(".")
+        target = values.get(head) if tail else values
+        name = tail or head
+        if not separator or head not in Protocol.model_fields or not isinstance(target, dict):
             raise SystemExit(f"--set {item!r}: expected FIELD=JSON with a protocol field")
+        if name not in target:
+            raise SystemExit(f"--set {item!r}: {head} has no field {name!r}")
         try:
-            values[field] = json.loads(raw)
+            target[name] = json.loads(raw)
         except json.JSONDecodeError:
-            values[field] = raw
+            target[name] = raw
     try:
         return Protocol.model_validate(values)
     except ValidationError as error:
@@ -116,31 +143,48 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def write_csv(records: Sequence[dict], path: Path) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+@contextmanager
+def load_samples(every: float = LOAD_SAMPLE_SECONDS) -> Iterator[list[float]]:
+    """The 1-minute load average, sampled every `every` seconds while the block runs."""
+    samples = [os.getloadavg()[0]]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            samples.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        sampler.join()
+        samples.append(os.getloadavg()[0])
 
 
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key, value in row.items():
-            if key != "model":
-                row[key] = int(value) if key in INTEGER_FIELDS else float(value)
-    return rows
-
-
-def draw(out: Path, records: list[dict], label_table: list[dict], protocol: Protocol) -> None:
-    """Figures and README.md from the runs, the label-correlation table and timing.json."""
+def draw(
+    out: Path,
+    records: list[dict],
+    curves: list[dict],
+    label_table: list[dict],
+    protocol: Protocol,
+) -> None:
+    """Figures and README.md from the runs, the curves, the label table and timing.json."""
     timing = json.loads((out / "timing.json").read_text())
+    arrays = plots.curve_arrays(curves)
+    main, fresh = protocol.main.name, protocol.fresh.name
+    plots.loss_over_steps(arrays, protocol, main, out / "loss_over_steps.png")
+    plots.loss_over_steps(arrays, protocol, fresh, out / "fresh_loss_over_steps.png")
+    plots.shared_bottom_over_steps(arrays, protocol, out / "shared_bottom_over_steps.png")
     plots.performance_vs_correlation(records, protocol, out / "performance_vs_correlation.png")
-    plots.trainability(records, protocol, out / "trainability.png")
-    plots.learning_rates(records, protocol, out / "learning_rates.png")
+    plots.trainability(records, protocol, main, out / "trainability.png")
+    plots.trainability(records, protocol, fresh, out / "fresh_trainability.png")
+    plots.trainability_ecdf(records, protocol, out / "trainability_ecdf.png")
+    plots.learning_rates(
+        records, protocol, chosen_rates(records, protocol), out / "learning_rates.png"
+    )
     plots.label_correlation(label_table, out / "label_correlation.png")
-    plots.sensitivity(records, protocol, out / "sensitivity.png")
     discussion = os.path.relpath(DISCUSSION, out.resolve())
     (out / "README.md").write_text(write_readme(records, label_table, protocol, timing, discussion))
 
@@ -148,50 +192,96 @@ def draw(out: Path, records: list[dict], label_table: list[dict], protocol: Prot
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     protocol = resolve_protocol(FULL if args.full else QUICK, args.set)
-    if args.out is None:
-        args.out = DEFAULT_OUT / ("full" if args.full else "quick")
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out or DEFAULT_OUT / protocol.name
+    out.mkdir(parents=True, exist_ok=True)
     if args.replot:
-        records = read_csv(args.out / "runs.csv")
-        draw(args.out, records, read_csv(args.out / "label_correlation.csv"), protocol)
-        print(f"redrew the figures and README.md in {args.out} from {len(records)} runs")
+        recorded = json.loads((out / "timing.json").read_text())["protocol_config"]
+        protocol = Protocol.model_validate(recorded)  # the protocol the files came from
+        records = files.read_records(out / "runs.csv")
+        curves = files.read_curves(out / "curves.csv.gz")
+        label_table = files.read_records(out / "label_correlation.csv")
+        draw(out, records, curves, label_table, protocol)
+        print(f"redrew the figures and README.md in {out} from {len(records)} runs")
         return 0
     torch.set_num_threads(1)
+    try:
+        store = PartialStore(out, protocol, args.workers)
+    except PartialMismatchError as error:
+        raise SystemExit(f"error: {error}") from None
 
-    started = time.perf_counter()
-    records = run_keys(protocol, main_keys(protocol), args.workers, desc="main study")
-    main_seconds = time.perf_counter() - started
-    write_csv(records, args.out / "runs.csv")  # kept even if a later study fails
-    records += run_keys(protocol, extra_keys(protocol), args.workers, desc="other studies")
-    label_table = label_correlation_table(
-        protocol.sweep_correlations,
-        protocol.label_correlation_sinusoids,
-        sorted({1.0, protocol.scale}),
-        protocol.label_correlation_rows,
-        protocol.label_correlation_draws,
-    )
-    total_seconds = time.perf_counter() - started
+    with load_samples() as loads:
+        started = time.perf_counter()
+        pilots_ended: list[float] = []
+
+        def progress() -> None:
+            """This session's time so far, kept after every batch in case it is interrupted."""
+            elapsed = time.perf_counter() - started
+            pilot = pilots_ended[0] if pilots_ended else elapsed
+            store.update_session(
+                pilot_seconds=pilot,
+                study_seconds=elapsed - pilot,
+                total_seconds=elapsed,
+                loads=list(loads),
+            )
+
+        pilots = [run for setting in protocol.settings for run in pilot_runs(protocol, setting)]
+        outcome = run_all(protocol, pilots, args.workers, "learning-rate pilots", store, progress)
+        pilots_ended.append(time.perf_counter() - started)
+        files.write_records(sorted(outcome.records, key=record_order), out / "runs.csv")
+        chosen = chosen_rates(outcome.records, protocol)
+        studies = [
+            run
+            for setting in protocol.settings
+            for run in study_runs(protocol, setting, chosen[setting.name])
+        ]
+        outcome.extend(
+            run_all(protocol, studies, args.workers, "studies and sweep", store, progress)
+        )
+        records = sorted(outcome.records, key=record_order)
+        files.write_records(records, out / "runs.csv")  # kept if what follows fails
+        files.write_curves(outcome.curves, out / "curves.csv.gz")
+        label_table = label_correlation_table(
+            protocol.sweep_correlations,
+            protocol.label_correlation_sinusoids,
+            protocol.label_correlation_scales,
+            protocol.label_correlation_rows,
+            protocol.label_correlation_draws,
+        )
+    progress()  # the label table's time and the last load sample too
+    sessions = store.sessions
+    all_loads = [load for session in sessions for load in session.get("loads", [])]
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total_seconds = sum(session.get("total_seconds", 0.0) for session in sessions)
     timing = {
         "protocol": protocol.name,
-        "main_runs": len(main_keys(protocol)) * 3,
-        "total_runs": len(records),
-        "main_seconds": round(main_seconds, 1),
+        "total_runs": len(outcome.records),
+        "pilot_seconds": round(sum(s.get("pilot_seconds", 0.0) for s in sessions), 1),
+        "study_seconds": round(sum(s.get("study_seconds", 0.0) for s in sessions), 1),
         "total_seconds": round(total_seconds, 1),
+        "cpu_seconds": round(outcome.cpu_seconds + own.ru_utime + own.ru_stime, 1),
+        "sessions": len(sessions),
         "workers": args.workers,
         "threads_per_worker": 1,
         "machine": machine(),
-        "load_average_at_end": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "load_sample_seconds": LOAD_SAMPLE_SECONDS,
+        "load_average": {
+            "min": round(min(all_loads), 2),
+            "median": round(float(np.median(all_loads)), 2),
+            "max": round(max(all_loads), 2),
+            "samples": len(all_loads),
+        },
         "torch": torch.__version__,
         "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "protocol_config": protocol.model_dump(),
     }
-
-    write_csv(records, args.out / "runs.csv")
-    write_csv(label_table, args.out / "label_correlation.csv")
-    (args.out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
-    draw(args.out, records, label_table, protocol)
+    files.write_records(label_table, out / "label_correlation.csv")
+    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    draw(out, records, files.read_curves(out / "curves.csv.gz"), label_table, protocol)
+    store.remove()  # everything is in the final files now
     print(
-        f"wrote {len(records)} runs, figures and README.md to {args.out} in {total_seconds:.0f} s"
+        f"wrote {len(records)} runs, curves, figures and README.md to {out} in "
+        f"{total_seconds:.0f} s"
     )
     return 0
 

@@ -1,8 +1,20 @@
 """What the experiments run, as data: the paper's protocol (`FULL`) and a laptop one (`QUICK`).
 
-A run is one (model, p, learning rate, c, m, seed). The seed fixes the data draw (weight vectors,
-features, noise) and the initialisation and batch order, and the same seeds are used for every model
-and every p: common random numbers, so a difference between two cells comes from the model or p.
+Two data settings, each studied the same way:
+- `main`: the generator with one fixed draw of α and β (as in the paper, which fixes them);
+- `fresh`: α and β drawn afresh for every run, so a reader sees how much the conclusions depend on
+  the draw.
+
+For each setting: a learning-rate pilot (every model, p and learning rate on its own seeds, early
+stopping) picks each model's learning rate per p on validation loss, as the paper tuned it; then
+the study trains every model at every p for a fixed budget of epochs with no early stopping,
+recording its loss after every epoch, and keeps the weights of its best validation epoch. The main
+setting adds a fine sweep over p (fewer runs, early stopping, each p at the learning rate chosen
+for the nearest piloted p).
+
+A run's seed fixes its data draw (weight vectors, features, noise, and α, β in the fresh setting),
+its initialisation and its batch order, and the same seeds serve every model and every p: common
+random numbers, so a difference between two cells comes from the model or p.
 """
 
 from __future__ import annotations
@@ -16,9 +28,33 @@ from training.config import SyntheticDataConfig, TrainConfig
 
 MODELS: tuple[Architecture, ...] = ("shared_bottom", "omoe", "mmoe")
 MODEL_LABELS = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
+STUDIES = ("pilot", "study", "sweep")
 
 _DATA = SyntheticDataConfig()
 _TRAIN = TrainConfig()
+
+
+class DataSetting(BaseModel):
+    """The generator's knobs that stay fixed within a setting; p and the seed vary inside."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    scale: float = Field(gt=0.0, description="c")
+    num_sinusoids: int = Field(ge=0, description="m")
+    sinusoid_seed: int | None = Field(
+        description="seed of the one draw of α, β; None: a fresh draw per run, from its seed"
+    )
+    repeats: int = Field(ge=1, description="runs per model and p in the study")
+    epochs: int = Field(ge=1, description="the fixed budget of every study run, in epochs")
+
+    def describe(self) -> str:
+        draw = (
+            f"α, β ~ N(0, 1) drawn once (sinusoid_seed {self.sinusoid_seed})"
+            if self.sinusoid_seed is not None
+            else "α, β ~ N(0, 1) drawn afresh for every run (sinusoid_seed = the run's seed)"
+        )
+        return f"c = {self.scale:g}, m = {self.num_sinusoids}, {draw}"
 
 
 class Protocol(BaseModel):
@@ -27,110 +63,155 @@ class Protocol(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "full"
-    repeats: int = Field(200, ge=1, description="runs per model and p in the main study")
-    correlations: tuple[float, ...] = (1.0, 0.9, 0.5)
-    sweep_correlations: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
-    sweep_repeats: int = Field(10, ge=1, description="runs per model and p in the fine sweep")
-    learning_rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
-    lr_correlations: tuple[float, ...] = (0.9, 0.5)
-    lr_repeats: int = Field(10, ge=1, description="runs per model, p and lr in the lr study")
-    sensitivity: tuple[tuple[float, int], ...] = Field(
-        ((1.0, 5), (2.0, 5), (3.0, 10)), description="(c, m) pairs besides the default"
+    main: DataSetting = DataSetting(
+        name="main", scale=1.0, num_sinusoids=5, sinusoid_seed=4, repeats=200, epochs=100
     )
-    sensitivity_correlations: tuple[float, ...] = (1.0, 0.5)
-    sensitivity_repeats: int = 8
-    scale: float = _DATA.scale
-    num_sinusoids: int = _DATA.num_sinusoids
-    learning_rate: float = _TRAIN.learning_rate
+    fresh: DataSetting = DataSetting(
+        name="fresh", scale=1.0, num_sinusoids=10, sinusoid_seed=None, repeats=100, epochs=100
+    )
+    correlations: tuple[float, ...] = (1.0, 0.9, 0.5)
+    learning_rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    pilot_repeats: int = Field(24, ge=1, description="runs per model, p and lr in each pilot")
+    pilot_seed_offset: int = Field(
+        100_000, ge=0, description="pilot seeds start here: never the studies' seeds"
+    )
+    sweep_correlations: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+    sweep_repeats: int = Field(20, ge=1, description="runs per model and p in the fine sweep")
     train_size: int = _DATA.train_size
     validation_size: int = _DATA.validation_size
     test_size: int = _DATA.test_size
-    epochs: int = _TRAIN.epochs
-    patience: int = _TRAIN.patience
+    noise_std: float = _DATA.noise_std
+    patience: int = Field(10, ge=1, description="early stopping in the pilots and the sweep")
     batch_size: int = _TRAIN.batch_size
     replicas_per_job: int = Field(100, ge=1, description="replicas trained as one batched model")
-    label_correlation_sinusoids: tuple[int, ...] = (1, 5, 20, 100)
+    label_correlation_sinusoids: tuple[int, ...] = (1, 5, 10, 20)
+    label_correlation_scales: tuple[float, ...] = (1.0, 3.0)
     label_correlation_rows: int = 20_000
-    label_correlation_draws: int = 5
+    label_correlation_draws: int = 10
+
+    @property
+    def settings(self) -> tuple[DataSetting, DataSetting]:
+        return (self.main, self.fresh)
+
+    def setting(self, name: str) -> DataSetting:
+        return {setting.name: setting for setting in self.settings}[name]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.train_size // self.batch_size)
+
+
+def differences(mine: dict, other: dict, prefix: str = "") -> dict[str, tuple]:
+    """Dotted field name -> (mine, other) for every field that differs, nested settings included."""
+    changes: dict[str, tuple] = {}
+    for field in {**mine, **other}:
+        value, theirs = mine.get(field), other.get(field)
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            changes |= differences(value, theirs, f"{prefix}{field}.")
+        elif value != theirs:
+            changes[prefix + field] = (value, theirs)
+    return changes
 
 
 FULL = Protocol()
 QUICK = Protocol(
     name="quick",
-    repeats=12,
+    main=FULL.main.model_copy(update={"repeats": 12, "epochs": 30}),
+    fresh=FULL.fresh.model_copy(update={"repeats": 8, "epochs": 30}),
+    pilot_repeats=3,
     sweep_correlations=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     sweep_repeats=4,
-    lr_repeats=4,
-    sensitivity_repeats=4,
     train_size=2_000,
     validation_size=500,
     test_size=500,
-    epochs=40,
     patience=5,
     replicas_per_job=64,
     label_correlation_rows=5_000,
-    label_correlation_draws=2,
+    label_correlation_draws=3,
 )
 
 
 @dataclass(frozen=True, order=True)
-class Setting:
-    """What the data and the optimiser look like for a group of runs; models and p vary inside."""
+class Job:
+    """Runs trained together as one batched model: one model, learning rate and setting."""
 
+    setting: str
+    study: str
+    model: Architecture
     learning_rate: float
-    scale: float
-    num_sinusoids: int
 
 
 @dataclass(frozen=True, order=True)
-class RunKey:
-    setting: Setting
+class Run:
+    job: Job
     correlation: float
     seed: int
 
 
-def main_keys(protocol: Protocol) -> list[RunKey]:
-    """The paper's main study: every p in `correlations`, `repeats` seeds, default setting."""
-    default = Setting(protocol.learning_rate, protocol.scale, protocol.num_sinusoids)
+def pilot_runs(protocol: Protocol, setting: DataSetting) -> list[Run]:
+    """Every model, p in `correlations` and learning rate, on the pilot's own seeds."""
+    seeds = range(protocol.pilot_seed_offset, protocol.pilot_seed_offset + protocol.pilot_repeats)
     return [
-        RunKey(default, p, seed) for p in protocol.correlations for seed in range(protocol.repeats)
+        Run(Job(setting.name, "pilot", model, rate), p, seed)
+        for model in MODELS
+        for rate in protocol.learning_rates
+        for p in protocol.correlations
+        for seed in seeds
     ]
 
 
-def extra_keys(protocol: Protocol) -> list[RunKey]:
-    """What the fine sweep, the learning-rate and the (c, m) studies add to the main study."""
-    default = Setting(protocol.learning_rate, protocol.scale, protocol.num_sinusoids)
-    keys: set[RunKey] = set()
-
-    def add(setting: Setting, correlations: tuple[float, ...], repeats: int) -> None:
-        keys.update(RunKey(setting, p, seed) for p in correlations for seed in range(repeats))
-
-    add(default, protocol.sweep_correlations, protocol.sweep_repeats)
-    for learning_rate in protocol.learning_rates:
-        setting = Setting(learning_rate, protocol.scale, protocol.num_sinusoids)
-        add(setting, protocol.lr_correlations, protocol.lr_repeats)
-    for scale, num_sinusoids in protocol.sensitivity:
-        setting = Setting(protocol.learning_rate, scale, num_sinusoids)
-        add(setting, protocol.sensitivity_correlations, protocol.sensitivity_repeats)
-    return sorted(keys - set(main_keys(protocol)))
+def nearest_correlation(protocol: Protocol, p: float) -> float:
+    """The piloted p closest to `p`, whose learning rate a sweep point borrows; ties go low."""
+    return min(protocol.correlations, key=lambda piloted: (round(abs(piloted - p), 9), piloted))
 
 
-def data_config(protocol: Protocol, key: RunKey) -> SyntheticDataConfig:
+def study_runs(
+    protocol: Protocol, setting: DataSetting, chosen: dict[tuple[str, float], float]
+) -> list[Run]:
+    """The study, then (main setting only) the sweep, at the `chosen` learning rates.
+
+    `chosen` maps (model, p) to a learning rate; a sweep point uses its nearest piloted p's.
+    """
+    runs = [
+        Run(Job(setting.name, "study", model, chosen[model, p]), p, seed)
+        for model in MODELS
+        for p in protocol.correlations
+        for seed in range(setting.repeats)
+    ]
+    if setting.name != protocol.main.name:
+        return runs
+    for p in protocol.sweep_correlations:
+        for model in MODELS:
+            rate = chosen[model, nearest_correlation(protocol, p)]
+            runs += [
+                Run(Job(setting.name, "sweep", model, rate), p, seed)
+                for seed in range(protocol.sweep_repeats)
+            ]
+    return runs
+
+
+def data_config(protocol: Protocol, setting: DataSetting, run: Run) -> SyntheticDataConfig:
+    sinusoid_seed = run.seed if setting.sinusoid_seed is None else setting.sinusoid_seed
     return SyntheticDataConfig(
-        correlation=key.correlation,
-        scale=key.setting.scale,
-        num_sinusoids=key.setting.num_sinusoids,
+        correlation=run.correlation,
+        scale=setting.scale,
+        num_sinusoids=setting.num_sinusoids,
+        sinusoid_seed=sinusoid_seed,
+        noise_std=protocol.noise_std,
         train_size=protocol.train_size,
         validation_size=protocol.validation_size,
         test_size=protocol.test_size,
-        seed=key.seed,
+        seed=run.seed,
     )
 
 
-def train_config(protocol: Protocol, setting: Setting) -> TrainConfig:
+def train_config(protocol: Protocol, job: Job) -> TrainConfig:
+    """Study runs train for their setting's whole budget; pilots and the sweep stop early."""
+    epochs = protocol.setting(job.setting).epochs
+    patience = epochs if job.study == "study" else protocol.patience
     return TrainConfig(
-        learning_rate=setting.learning_rate,
+        learning_rate=job.learning_rate,
         batch_size=protocol.batch_size,
-        epochs=protocol.epochs,
-        patience=protocol.patience,
+        epochs=epochs,
+        patience=patience,
     )
