@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from training.experiments import files
-from training.experiments.longer_budget import main, retrain_unconverged
+from training.experiments.longer_budget import main, retrain_unconverged, unconverged_by_budget
 from training.experiments.protocol import Protocol
 
 PROG = "python -m training.experiments.longer_budget"
@@ -71,3 +71,26 @@ def test_the_command_names_a_missing_results_file(tmp_path: Path, capsys) -> Non
     assert capsys.readouterr().err.endswith(
         f"{PROG}: error: {tmp_path / 'timing.json'} is missing: is {tmp_path} a results folder?\n"
     )
+
+
+def test_every_run_retrained_counts_the_committed_unconverged_runs_at_the_study_budget(
+    quick,
+) -> None:
+    records, protocol = quick
+    budget = protocol.fresh.epochs
+    counts = unconverged_by_budget(records, protocol, "fresh", "omoe", 1.0, 2 * budget, [budget])
+    committed = [
+        r
+        for r in records
+        if (r["setting"], r["study"], r["model"], r["p"]) == ("fresh", "study", "omoe", 1.0)
+    ]
+    assert counts == {budget: (sum(r["best_epoch"] == budget for r in committed), len(committed))}
+    assert counts[budget] == (2, 8)
+
+
+def test_the_command_prints_the_unconverged_count_at_every_budget(quick, capsys) -> None:
+    cell = ["--setting", "main", "--model", "omoe", "--p", "1"]
+    assert main([str(QUICK_RESULTS), *cell, "--epochs", "31", "--all-runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "budget 30 epochs: 0 of 12 runs unconverged (0%)"
+    assert [line.split(":")[0] for line in lines] == ["budget 30 epochs", "budget 31 epochs"]

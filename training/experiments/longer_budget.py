@@ -4,7 +4,10 @@ A study run is unconverged when its best validation epoch is the last of its bud
 exactly those runs of one cell (same seeds, hence the same data, initialisation and batch order)
 with a larger budget, and optionally another learning rate, and prints where their best epoch
 lands and how much lower their best validation loss gets: the evidence for how large a budget the
-cell would need. It reads the results folder's runs.csv and timing.json and writes nothing.
+cell would need. With `--all-runs` it retrains every run of the cell instead and counts, for each
+budget up to the larger one, how many runs would have ended unconverged: a run converged at the
+study's budget can still find a better epoch later. It reads the results folder's runs.csv and
+timing.json and writes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from training.experiments import files
 from training.experiments.protocol import MODELS, Job, Protocol, Run
-from training.experiments.runner import Batch, run_batch
+from training.experiments.runner import Batch, run_batch, train_batch
 from training.experiments.summary import select, unconverged
 
 
@@ -69,6 +72,31 @@ def retrain_unconverged(
     ]
 
 
+def unconverged_by_budget(
+    records: Sequence[dict],
+    protocol: Protocol,
+    setting: str,
+    model: str,
+    p: float,
+    epochs: int,
+    budgets: Sequence[int],
+    learning_rate: float | None = None,
+) -> dict[int, tuple[int, int]]:
+    """Every study run of the cell retrained for `epochs`: budget -> (unconverged, runs), where a
+    run is unconverged at budget E when its best validation epoch among the first E is E."""
+    runs = select(records, setting=setting, study="study", model=model, p=p)
+    longer = protocol.setting(setting).model_copy(update={"epochs": epochs})
+    protocol = protocol.model_copy(update={setting: longer})
+    rate = runs[0]["lr"] if learning_rate is None else learning_rate
+    job = Job(setting, "study", model, rate)  # type: ignore[arg-type]
+    batch = Batch(protocol, job, tuple(Run(job, p, r["seed"]) for r in runs))
+    history = train_batch(batch).result.validation_loss  # (R, epochs)
+    return {
+        budget: (int((history[:, :budget].argmin(axis=1) + 1 == budget).sum()), len(runs))
+        for budget in budgets
+    }
+
+
 def report(retrained: Sequence[Retrained], budget: int, epochs: int) -> str:
     lines = [
         f"| seed | best epoch of {budget} | best validation loss | best epoch of {epochs} | "
@@ -104,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Example:\n"
             "  python -m training.experiments.longer_budget docs/results --setting fresh "
-            "--model shared_bottom --p 1 --epochs 400"
+            "--model shared_bottom --p 1 --epochs 400\n"
+            "  python -m training.experiments.longer_budget docs/results --setting fresh "
+            "--model omoe --p 0.9 --epochs 800 --all-runs"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -115,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, required=True, help="the larger budget")
     parser.add_argument(
         "--learning-rate", type=float, help="train at this rate instead of the cell's chosen one"
+    )
+    parser.add_argument(
+        "--all-runs",
+        action="store_true",
+        help="retrain every run of the cell and count the unconverged ones at each budget from "
+        "the study's up to --epochs, in steps of 50 epochs (minutes to an hour: a whole cell)",
     )
     return parser
 
@@ -133,6 +169,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = protocol.setting(args.setting).epochs
     if args.epochs <= budget:
         parser.error(f"--epochs {args.epochs} is not larger than the study's budget, {budget}")
+    if args.all_runs:
+        budgets = sorted({budget, *range(budget + 50, args.epochs, 50), args.epochs})
+        counts = unconverged_by_budget(
+            records,
+            protocol,
+            args.setting,
+            args.model,
+            args.p,
+            args.epochs,
+            budgets,
+            args.learning_rate,
+        )
+        for epochs, (late, runs) in counts.items():
+            print(f"budget {epochs} epochs: {late} of {runs} runs unconverged ({late / runs:.0%})")
+        return 0
     retrained = retrain_unconverged(
         records, protocol, args.setting, args.model, args.p, args.epochs, args.learning_rate
     )
