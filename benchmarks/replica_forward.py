@@ -22,10 +22,10 @@ import platform
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import torch
+from machine import add_out_argument, cpu_model
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -34,20 +34,9 @@ from training.models import MultiTaskModel
 from training.replicas import build_replicas
 from training.stacked import StackedModel
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "out" / "benchmarks"  # ignored by git
 ROWS, INPUT_DIM, TASKS = 10_000, 100, 2
 
 Step = Callable[[Tensor, Tensor], None]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def vmap_step(models: list[MultiTaskModel]) -> Step:
@@ -101,13 +90,7 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=["shared_bottom", "omoe", "mmoe"], help="architectures"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder (default: out/benchmarks, ignored by git; the committed results: "
-        "benchmarks/results)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)

@@ -40,6 +40,20 @@ class Retrained:
         return self.longer_best_validation_loss / self.best_validation_loss - 1.0
 
 
+def _longer_batch(
+    runs: Sequence[dict], protocol: Protocol, epochs: int, learning_rate: float | None
+) -> Batch:
+    """The study `runs` of one cell (same seeds) as a batch trained for `epochs`, at their own
+    learning rate or `learning_rate`."""
+    first = runs[0]
+    setting = first["setting"]
+    longer = protocol.setting(setting).model_copy(update={"epochs": epochs})
+    protocol = protocol.model_copy(update={setting: longer})
+    rate = first["lr"] if learning_rate is None else learning_rate
+    job = Job(setting, "study", first["model"], rate)
+    return Batch(protocol, job, tuple(Run(job, first["p"], r["seed"]) for r in runs))
+
+
 def retrain_unconverged(
     records: Sequence[dict],
     protocol: Protocol,
@@ -54,12 +68,7 @@ def retrain_unconverged(
     late = unconverged(select(records, setting=setting, study="study", model=model, p=p), budget)
     if not late:
         return []
-    rate = late[0]["lr"] if learning_rate is None else learning_rate
-    longer = protocol.setting(setting).model_copy(update={"epochs": epochs})
-    protocol = protocol.model_copy(update={setting: longer})
-    job = Job(setting, "study", model, rate)  # type: ignore[arg-type]
-    batch = Batch(protocol, job, tuple(Run(job, p, r["seed"]) for r in late))
-    outcome = run_batch(batch)
+    outcome = run_batch(_longer_batch(late, protocol, epochs, learning_rate))
     return [
         Retrained(
             before["seed"],
@@ -85,11 +94,7 @@ def unconverged_by_budget(
     """Every study run of the cell retrained for `epochs`: budget -> (unconverged, runs), where a
     run is unconverged at budget E when its best validation epoch among the first E is E."""
     runs = select(records, setting=setting, study="study", model=model, p=p)
-    longer = protocol.setting(setting).model_copy(update={"epochs": epochs})
-    protocol = protocol.model_copy(update={setting: longer})
-    rate = runs[0]["lr"] if learning_rate is None else learning_rate
-    job = Job(setting, "study", model, rate)  # type: ignore[arg-type]
-    batch = Batch(protocol, job, tuple(Run(job, p, r["seed"]) for r in runs))
+    batch = _longer_batch(runs, protocol, epochs, learning_rate)
     history = train_batch(batch).result.validation_loss  # (R, epochs)
     return {
         budget: (int((history[:, :budget].argmin(axis=1) + 1 == budget).sum()), len(runs))

@@ -126,14 +126,11 @@ def run_batch(batch: Batch, threads: int = 1) -> Outcome:
     protocol, job = batch.protocol, batch.job
     setting = protocol.setting(job.setting)
     trained = train_batch(batch)
-    datasets, splits, replicas, result = (
-        trained.datasets,
-        trained.splits,
-        trained.replicas,
-        trained.result,
-    )
+    datasets, result = trained.datasets, trained.result
     keep_curves = job.study == "study"
-    test_losses = evaluate_replicas(replicas, result, splits["test"], TASK_TYPES)  # (R, T)
+    test_losses = evaluate_replicas(
+        trained.replicas, result, trained.splits["test"], TASK_TYPES
+    )  # (R, T)
     outcome = Outcome()
     for r, (run, dataset) in enumerate(zip(batch.runs, datasets, strict=True)):
         description = dataset.description()
