@@ -94,3 +94,12 @@ def test_the_command_prints_the_unconverged_count_at_every_budget(quick, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "budget 30 epochs: 0 of 12 runs unconverged (0%)"
     assert [line.split(":")[0] for line in lines] == ["budget 30 epochs", "budget 31 epochs"]
+
+
+def test_the_command_names_the_studied_p_values_when_a_cell_does_not_exist(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(QUICK_RESULTS), "--model", "mmoe", "--p", "0.7", "--epochs", "60", "--all-runs"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        f"{PROG}: error: --p 0.7: the study ran at p = 1, 0.9, 0.5\n"
+    )

@@ -171,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     protocol = Protocol.model_validate(timing["protocol_config"])
     if args.setting not in {setting.name for setting in protocol.settings}:
         parser.error(f"--setting {args.setting!r}: the protocol's settings are main and fresh")
+    if not select(records, setting=args.setting, study="study", model=args.model, p=args.p):
+        studied = ", ".join(f"{p:g}" for p in protocol.correlations)
+        parser.error(f"--p {args.p:g}: the study ran at p = {studied}")
     budget = protocol.setting(args.setting).epochs
     if args.epochs <= budget:
         parser.error(f"--epochs {args.epochs} is not larger than the study's budget, {budget}")
