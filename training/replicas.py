@@ -11,8 +11,9 @@ replica's gradient is its own, and Adam is elementwise. A replica that early-sto
 the batch (parameters and Adam state alike), so the rest run at full speed.
 
 Given a test split, every epoch's test loss is recorded too (of the weights at that epoch), so a
-run trained for a fixed budget yields its whole learning curve; with `patience >= epochs` nothing
-stops early.
+run trained for a fixed budget yields its whole learning curve: `min_epochs` is that budget (no
+replica stops before it; past it, early stopping applies), and with `patience >= epochs` nothing
+stops early at all.
 
 Shapes: R replicas, n rows, B batch, d input features, T tasks.
 """
@@ -126,6 +127,7 @@ def train_replicas(
     show_progress: bool = True,
     on_epoch: Callable[[int, int], None] | None = None,
     test_split: ReplicaSplits | None = None,
+    min_epochs: int = 0,
 ) -> ReplicaResult:
     """Train the R `models` (one per seed and per data set) as `training.trainer.train` would.
 
@@ -185,7 +187,7 @@ def train_replicas(
         for name, value in stacked.parameters.items():
             best_parameters[name][active[improved]] = value.detach()[improved]
 
-        stopped = epoch - best_epoch[active] >= config.patience
+        stopped = (epoch - best_epoch[active] >= config.patience) & (epoch >= min_epochs)
         if on_epoch is not None:
             on_epoch(epoch, int((~stopped).sum()))
         epochs.set_postfix(

@@ -7,7 +7,13 @@ import torch
 
 from training import synthetic
 from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
-from training.replicas import ReplicaSplits, build_replicas, evaluate_replicas, train_replicas
+from training.replicas import (
+    ReplicaResult,
+    ReplicaSplits,
+    build_replicas,
+    evaluate_replicas,
+    train_replicas,
+)
 from training.trainer import TensorSplit, evaluate, initial_model, train
 
 TASKS = ["regression", "regression"]
@@ -123,3 +129,32 @@ def test_early_stopped_replicas_keep_their_best_weights() -> None:
         assert result.best_validation_loss[r] == pytest.approx(float(history.min()))
     validation = evaluate_replicas(models, result, _splits(datasets, "validation"), TASKS)
     assert validation.sum(axis=1) == pytest.approx(result.best_validation_loss, rel=1e-4)
+
+
+def test_no_replica_stops_before_min_epochs_and_each_stops_after_its_patience() -> None:
+    """With `min_epochs`, the first epochs are a fixed budget; past it early stopping applies,
+    and a replica's history is the one it would have had with no early stopping at all."""
+    seeds = [4, 5, 6]
+    datasets = [_data(seed) for seed in seeds]
+    config = TRAIN.model_copy(update={"epochs": 30, "patience": 2, "learning_rate": 0.05})
+    train_split = _splits(datasets, "train")
+    validation = _splits(datasets, "validation")
+
+    def train(min_epochs: int, patience: int) -> ReplicaResult:
+        models = build_replicas(ModelConfig(), 2, seeds, train_split.features)
+        run_config = config.model_copy(update={"patience": patience})
+        return train_replicas(
+            models, seeds, train_split, validation, TASKS, run_config, False, min_epochs=min_epochs
+        )
+
+    budgeted, unstopped = train(min_epochs=12, patience=2), train(min_epochs=0, patience=30)
+    assert (budgeted.epochs_run >= 12).all() and (unstopped.epochs_run == 30).all()
+    assert (budgeted.epochs_run < 30).any()  # early stopping did act past the budget
+    for r, epochs_run in enumerate(budgeted.epochs_run):
+        assert epochs_run == 30 or epochs_run - budgeted.best_epoch[r] >= 2
+        torch.testing.assert_close(
+            torch.from_numpy(budgeted.validation_loss[r, :epochs_run]),
+            torch.from_numpy(unstopped.validation_loss[r, :epochs_run]),
+            rtol=1e-4,
+            atol=1e-6,
+        )

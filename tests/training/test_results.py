@@ -91,17 +91,17 @@ def test_the_readme_quotes_the_chosen_learning_rates_the_shares_and_the_counts(r
     misses = []
     for setting in protocol.settings:
         runs = [r for r in study if r["setting"] == setting.name]
-        late = len(unconverged(runs, setting.epochs))
+        late = len(unconverged(runs, setting.epoch_cap))
         assert f"{late} of the {len(runs):,} study runs in the {setting.name} setting" in section
         worst = max(
-            len(unconverged([r for r in runs if (r["model"], r["p"]) == cell], setting.epochs))
+            len(unconverged([r for r in runs if (r["model"], r["p"]) == cell], setting.epoch_cap))
             / len([r for r in runs if (r["model"], r["p"]) == cell])
             for cell in {(r["model"], r["p"]) for r in runs}
         )
         assert f"{worst:.0%} of its worst cell's" in section, setting.name
         misses.append(worst > UNCONVERGED_AIM)
     assert ("Both settings miss the protocol's aim of at most 1 %" in section) == all(misses)
-    main_late = unconverged([r for r in study if r["setting"] == "main"], protocol.main.epochs)
+    main_late = unconverged([r for r in study if r["setting"] == "main"], protocol.main.epoch_cap)
     only_shared_bottom = {r["model"] for r in main_late} == {"shared_bottom"}
     assert ("(all Shared-Bottom)" in section) == only_shared_bottom
 

@@ -7,7 +7,7 @@ import torch
 
 from training.config import ModelConfig
 from training.replicas import build_replicas
-from training.stacked import StackedModel
+from training.stacked import StackedModel, mix_experts
 
 
 def _replicas(architecture: str, count: int = 3) -> tuple[list, torch.Tensor]:
@@ -51,3 +51,28 @@ def test_gradients_reach_every_parameter_of_its_own_replica_only() -> None:
         assert value.grad is not None, name
         assert value.grad[1].abs().sum() > 0, name
         assert torch.count_nonzero(value.grad[0]) == 0 and torch.count_nonzero(value.grad[2]) == 0
+
+
+@pytest.mark.parametrize("architecture", ["mmoe", "omoe", "shared_bottom"])
+def test_stacked_gradients_equal_each_modules_gradients(architecture: str) -> None:
+    models, features = _replicas(architecture)
+    stacked = StackedModel(models)
+    (stacked(features) ** 2).sum().backward()
+    gradients = stacked.module_parameters({k: v.grad for k, v in stacked.parameters.items()})
+    for replica, model in enumerate(models):
+        outputs, _ = model(features[replica])
+        (outputs**2).sum().backward()
+        for name, value in model.named_parameters():
+            torch.testing.assert_close(
+                gradients[name][replica], value.grad, rtol=1e-4, atol=1e-5, msg=name
+            )
+
+
+@pytest.mark.parametrize("gates", [1, 2, 3])
+def test_the_gate_mix_backward_is_the_matmuls(gates: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(2, 5, gates, 4, dtype=torch.double, generator=generator)
+    experts = torch.randn(2, 5, 4, 3, dtype=torch.double, generator=generator)
+    assert torch.autograd.gradcheck(
+        mix_experts, (weights.requires_grad_(), experts.requires_grad_())
+    )

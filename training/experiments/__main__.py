@@ -52,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train Shared-Bottom, OMoE and MMoE on the synthetic data of Ma et al. (KDD 2018): "
             "a learning-rate pilot per model and p, then every model at every task correlation "
-            "p for a fixed budget, in two data settings, many runs at a time as batched "
-            "replica models. Writes every run, every learning curve, the figures and a README "
-            "with the verdicts and their bootstrap intervals. An interrupted run resumes: run "
-            "the same command again (finished batches wait in OUT/partial/ until the end)."
+            "p for a fixed budget (then on to convergence), in two data settings, many runs at "
+            "a time as batched replica models. Writes every run, every learning curve, the "
+            "figures and a README with the verdicts and their bootstrap intervals. An "
+            "interrupted run resumes: run the same command again (finished batches wait in "
+            "OUT/partial/ until the end)."
         ),
         epilog=(
             "Examples:\n"

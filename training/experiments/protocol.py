@@ -8,7 +8,9 @@ Two data settings, each studied the same way:
 For each setting: a learning-rate pilot (every model, p and learning rate on its own seeds, early
 stopping) picks each model's learning rate per p on validation loss, as the paper tuned it; then
 the study trains every model at every p for a fixed budget of epochs with no early stopping,
-recording its loss after every epoch, and keeps the weights of its best validation epoch. The main
+recording its loss after every epoch (the learning curves), and goes on past the budget with
+early stopping, up to a cap, so that a run still improving at the budget is not cut short; it keeps
+the weights of its best validation epoch. The main
 setting adds a fine sweep over p (fewer runs, early stopping, each p at the learning rate chosen
 for the nearest piloted p).
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.contract import Architecture
 from training.config import SyntheticDataConfig, TrainConfig
@@ -47,6 +49,17 @@ class DataSetting(BaseModel):
     )
     repeats: int = Field(ge=1, description="runs per model and p in the study")
     epochs: int = Field(ge=1, description="the fixed budget of every study run, in epochs")
+    epoch_cap: int = Field(
+        ge=1,
+        description="study runs still improving at the budget train on, with early stopping, "
+        "up to this many epochs",
+    )
+
+    @model_validator(mode="after")
+    def _cap_covers_budget(self) -> DataSetting:
+        if self.epoch_cap < self.epochs:
+            raise ValueError(f"epoch_cap ({self.epoch_cap}) must be >= epochs ({self.epochs})")
+        return self
 
     def describe(self) -> str:
         draw = (
@@ -64,10 +77,22 @@ class Protocol(BaseModel):
 
     name: str = "full"
     main: DataSetting = DataSetting(
-        name="main", scale=1.0, num_sinusoids=5, sinusoid_seed=4, repeats=200, epochs=100
+        name="main",
+        scale=1.0,
+        num_sinusoids=5,
+        sinusoid_seed=4,
+        repeats=200,
+        epochs=100,
+        epoch_cap=400,
     )
     fresh: DataSetting = DataSetting(
-        name="fresh", scale=1.0, num_sinusoids=10, sinusoid_seed=None, repeats=100, epochs=100
+        name="fresh",
+        scale=1.0,
+        num_sinusoids=10,
+        sinusoid_seed=None,
+        repeats=100,
+        epochs=100,
+        epoch_cap=400,
     )
     correlations: tuple[float, ...] = (1.0, 0.9, 0.5)
     learning_rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
@@ -81,7 +106,9 @@ class Protocol(BaseModel):
     validation_size: int = _DATA.validation_size
     test_size: int = _DATA.test_size
     noise_std: float = _DATA.noise_std
-    patience: int = Field(10, ge=1, description="early stopping in the pilots and the sweep")
+    patience: int = Field(
+        10, ge=1, description="early stopping: the pilots, the sweep, the study past its budget"
+    )
     batch_size: int = _TRAIN.batch_size
     replicas_per_job: int = Field(100, ge=1, description="replicas trained as one batched model")
     label_correlation_sinusoids: tuple[int, ...] = (1, 5, 10, 20)
@@ -116,8 +143,8 @@ def differences(mine: dict, other: dict, prefix: str = "") -> dict[str, tuple]:
 FULL = Protocol()
 QUICK = Protocol(
     name="quick",
-    main=FULL.main.model_copy(update={"repeats": 12, "epochs": 30}),
-    fresh=FULL.fresh.model_copy(update={"repeats": 8, "epochs": 30}),
+    main=FULL.main.model_copy(update={"repeats": 12, "epochs": 30, "epoch_cap": 120}),
+    fresh=FULL.fresh.model_copy(update={"repeats": 8, "epochs": 30, "epoch_cap": 120}),
     pilot_repeats=3,
     sweep_correlations=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     sweep_repeats=4,
@@ -206,12 +233,17 @@ def data_config(protocol: Protocol, setting: DataSetting, run: Run) -> Synthetic
 
 
 def train_config(protocol: Protocol, job: Job) -> TrainConfig:
-    """Study runs train for their setting's whole budget; pilots and the sweep stop early."""
-    epochs = protocol.setting(job.setting).epochs
-    patience = epochs if job.study == "study" else protocol.patience
+    """Pilots and the sweep stop early within the setting's budget; study runs may go on to its
+    cap (no study run stops before the budget: see `min_epochs`)."""
+    setting = protocol.setting(job.setting)
     return TrainConfig(
         learning_rate=job.learning_rate,
         batch_size=protocol.batch_size,
-        epochs=epochs,
-        patience=patience,
+        epochs=setting.epoch_cap if job.study == "study" else setting.epochs,
+        patience=protocol.patience,
     )
+
+
+def min_epochs(protocol: Protocol, job: Job) -> int:
+    """Epochs every run of `job` trains before early stopping may stop it: a study run's budget."""
+    return protocol.setting(job.setting).epochs if job.study == "study" else 0

@@ -43,7 +43,9 @@ def quick_note(records: Sequence[dict], protocol: Protocol) -> list[str]:
         if field != "name"
     ]
     study = [r for r in records if r["study"] == "study"]
-    late = sum(len(unconverged(select(study, setting=s.name), s.epochs)) for s in protocol.settings)
+    late = sum(
+        len(unconverged(select(study, setting=s.name), s.epoch_cap)) for s in protocol.settings
+    )
     return [
         f"**This is not the experiment.** The {protocol.name!r} protocol runs the same code and "
         "draws the same figures as the full protocol, from fewer and smaller runs, so that it "
@@ -128,7 +130,7 @@ def study_table(records: Sequence[dict], protocol: Protocol, setting: str) -> li
         for p in protocol.correlations:
             runs = select(records, setting=setting, study="study", model=model, p=p)
             stats = cell_stats(runs)
-            late = len(unconverged(runs, protocol.setting(setting).epochs))
+            late = len(unconverged(runs, protocol.setting(setting).epoch_cap))
             for task in ("task_1", "task_2", "mean_of_tasks"):
                 s = stats[task]
                 name = task[-1] if task != "mean_of_tasks" else "mean"
@@ -149,13 +151,13 @@ def convergence_lines(records: Sequence[dict], protocol: Protocol) -> list[str]:
         for model in MODELS:
             for p in protocol.correlations:
                 runs = select(records, setting=setting.name, study="study", model=model, p=p)
-                late = len(unconverged(runs, setting.epochs))
+                late = len(unconverged(runs, setting.epoch_cap))
                 worst = max(worst, late / len(runs))
                 late_total, total = late_total + late, total + len(runs)
         far = _far_runs(records, setting.name)
         lines.append(
             f"- {setting.name} setting: {late_total} of {total} study runs are **unconverged** "
-            f"(best validation epoch = the last of {setting.epochs}); at most {worst:.1%} "
+            f"(best validation epoch = the cap, {setting.epoch_cap}); at most {worst:.1%} "
             f"in any cell: the aim of at most {UNCONVERGED_AIM * 100:g} % per cell is "
             f"{'met' if worst <= UNCONVERGED_AIM else '**missed**'}. Runs whose final loss "
             f"(mean of the tasks) is over 10x their cell's median: {far}."
@@ -212,7 +214,8 @@ def write_readme(
         f"{protocol.test_size} train / validation / test rows per run, in two settings:",
         *[
             f"- **{s.name}**: {s.describe()}; {s.repeats} runs per model and p, each trained "
-            f"for {s.epochs} epochs ({s.epochs * protocol.steps_per_epoch} gradient steps)."
+            f"for {s.epochs} epochs ({s.epochs * protocol.steps_per_epoch} gradient steps), then "
+            f"on with early stopping up to {s.epoch_cap}."
             for s in (main, fresh)
         ],
         "",
@@ -221,8 +224,11 @@ def write_readme(
         f"{', '.join(f'{r:g}' for r in protocol.learning_rates)} by a pilot of "
         f"{protocol.pilot_repeats} runs per cell on other seeds (lowest median best validation "
         f"loss; early stopping with patience {protocol.patience}). Every study run then trains for "
-        "its setting's fixed budget, no early stopping; its final loss is the test MSE (mean of "
-        "the two tasks) at its best validation epoch. Seed s fixes a run's "
+        "its setting's fixed budget with no early stopping (the learning curves below stop "
+        "there), then goes on until its validation loss has not improved for "
+        f"{protocol.patience} epochs or it reaches the setting's cap, so that no run is judged "
+        "while still improving; its final loss is the test MSE (mean of the two tasks) at its "
+        "best validation epoch. Seed s fixes a run's "
         "data, initialisation and batch order, and the same seeds serve every model and every "
         "p (common random numbers), so every comparison below is paired by seed.",
         "",

@@ -23,7 +23,15 @@ from tqdm.auto import tqdm
 
 from training import synthetic
 from training.config import ModelConfig
-from training.experiments.protocol import MODELS, Job, Protocol, Run, data_config, train_config
+from training.experiments.protocol import (
+    MODELS,
+    Job,
+    Protocol,
+    Run,
+    data_config,
+    min_epochs,
+    train_config,
+)
 from training.models import MultiTaskModel
 from training.replicas import (
     ReplicaResult,
@@ -115,6 +123,7 @@ def train_batch(batch: Batch) -> TrainedBatch:
         train_config(protocol, job),
         show_progress=False,
         test_split=splits["test"] if job.study == "study" else None,
+        min_epochs=min_epochs(protocol, job),
     )
     return TrainedBatch(datasets, splits, replicas, result)
 
@@ -158,7 +167,7 @@ def run_batch(batch: Batch, threads: int = 1) -> Outcome:
         if keep_curves and result.test_loss is not None:
             key = (job.setting, job.model, run.correlation, job.learning_rate, run.seed)
             for split, history in (("train", result.train_loss), ("test", result.test_loss)):
-                for epoch in range(int(result.epochs_run[r])):
+                for epoch in range(setting.epochs):  # the fixed budget every run completes
                     step = (epoch + 1) * protocol.steps_per_epoch
                     loss = float(history[r, epoch]) / len(TASK_TYPES)  # mean of the tasks
                     outcome.curves.append((*key, step, split, float(f"{loss:.5g}")))
