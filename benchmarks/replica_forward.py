@@ -18,14 +18,11 @@ import argparse
 import copy
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-import numpy as np
 import torch
-from machine import add_out_argument, cpu_model
+from machine import add_out_argument, describe_torch_run, torch_run_line
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -124,22 +121,9 @@ def main() -> None:
             }
         )
         print(results[-1], flush=True)
-    load_after = os.getloadavg()
     result = {
         "benchmark": "replica_forward",
-        "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "torch_threads": args.threads,
-            "load_average_before": load_before,
-            "load_average_after": load_after,
-        },
-        "software": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
+        **describe_torch_run(args.threads, load_before),
         "setup": {
             "replicas": args.replicas,
             "batch": args.batch,
@@ -153,10 +137,7 @@ def main() -> None:
     lines = [
         "# Replica training steps: stacked forward vs vmap of the module",
         "",
-        f"{result['date']}; {result['machine']['cpu']}, {result['machine']['cores']} cores, "
-        f"{args.threads} torch thread(s); torch {torch.__version__}; 1-minute load average "
-        f"before/after {load_before[0]:.2f} / {load_after[0]:.2f} (a shared machine: other "
-        "processes were running; rounds alternate, the best of each side is shown).",
+        torch_run_line(result, "; rounds alternate, the best of each side is shown"),
         "",
         f"{args.replicas} replicas, batch {args.batch}: forward, backward and an Adam step, "
         f"{args.steps} steps per round, {args.rounds} rounds per side.",

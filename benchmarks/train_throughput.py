@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from datetime import UTC, datetime
 
-import numpy as np
 import torch
-from machine import add_out_argument, cpu_model
+from machine import add_out_argument, describe_torch_run, torch_run_line
 
 from training import synthetic
 from training.config import ModelConfig, SyntheticDataConfig, TrainConfig
@@ -104,19 +101,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     result = {
         "benchmark": "train_throughput",
-        "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "torch_threads": args.threads,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
-        "software": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
+        **describe_torch_run(args.threads, load_before),
         "setup": {
             "replicas": args.replicas,
             "train_rows": args.rows,
@@ -131,10 +116,7 @@ def main() -> None:
     lines = [
         "# Training throughput: batched replicas vs one run after another",
         "",
-        f"{result['date']}; {result['machine']['cpu']}, {result['machine']['cores']} cores, "
-        f"{args.threads} torch thread(s); torch {torch.__version__}; load average before/after "
-        f"{load_before[0]:.2f} / {result['machine']['load_average_after'][0]:.2f} (a shared "
-        "machine: other processes were running).",
+        torch_run_line(result),
         "",
         f"{args.replicas} replicas x {args.rows} training rows x {args.epochs} epochs, batch "
         f"{config.batch_size}, plus a 1000-row validation pass per epoch (not counted as samples).",
