@@ -64,7 +64,7 @@ adult-study: $(VENV)/.installed-dev  ## Shared-Bottom, OMoE, MMoE on UCI Adult o
 # The experiments write to out/experiments/ (ignored by git); the results-* targets regenerate the
 # committed results in docs/results on purpose.
 .PHONY: experiments experiments-quick results results-quick bench-replicas bench-train bench-table
-experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (hours on 2 cores; docs/results/README.md says how long) -> out/experiments/full
+experiments: $(VENV)/.installed-dev  ## the paper's experiments, full protocol (about 90 min on 2 cores; docs/results/README.md says how long) -> out/experiments/full
 	$(BIN)/python -m training.experiments --full --out out/experiments/full $(ARGS)
 
 experiments-quick: $(VENV)/.installed-dev  ## the same figures from fewer, smaller runs (minutes) -> out/experiments/quick

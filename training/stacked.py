@@ -100,12 +100,12 @@ class _GateMix(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gates: Tensor, experts: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, gates: Tensor, experts: Tensor) -> Tensor:
         ctx.save_for_backward(gates, experts)
         return torch.matmul(gates, experts)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
         gates, experts = ctx.saved_tensors
         grad_gates = torch.matmul(grad, experts.transpose(-1, -2))
         grad_experts = gates[:, :, 0, :, None] * grad[:, :, 0, None, :]

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"the paper's protocol: {FULL.main.repeats} runs per model and p "
         f"({FULL.fresh.repeats} in the fresh setting), {FULL.train_size} training rows, "
-        f"{FULL.main.epochs}-epoch budgets: hours on 2 cores",
+        f"{FULL.main.epochs}-epoch budgets: about 90 min on 2 cores",
     )
     parser.add_argument(
         "--out",

@@ -123,21 +123,23 @@ def verdict_table(records: Sequence[dict], protocol: Protocol, setting: str) -> 
 
 def study_table(records: Sequence[dict], protocol: Protocol, setting: str) -> list[str]:
     lines = [
-        "| model | p | lr | task | mean | std | median | q10 | q90 | max | unconverged | runs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | p | lr | task | mean | std | median | q10 | q90 | max | best epoch past the "
+        "budget | unconverged | runs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in MODELS:
         for p in protocol.correlations:
             runs = select(records, setting=setting, study="study", model=model, p=p)
             stats = cell_stats(runs)
             late = len(unconverged(runs, protocol.setting(setting).epoch_cap))
+            past = sum(r["best_epoch"] > protocol.setting(setting).epochs for r in runs)
             for task in ("task_1", "task_2", "mean_of_tasks"):
                 s = stats[task]
                 name = task[-1] if task != "mean_of_tasks" else "mean"
                 lines.append(
                     f"| {MODEL_LABELS[model]} | {p:g} | {runs[0]['lr']:g} | {name} | "
                     f"{_f(s['mean'])} | {_f(s['std'])} | {_f(s['q50'])} | {_f(s['q10'])} | "
-                    f"{_f(s['q90'])} | {_f(s['max'])} | {late} | {s['runs']} |"
+                    f"{_f(s['q90'])} | {_f(s['max'])} | {past} | {late} | {s['runs']} |"
                 )
     return lines
 
