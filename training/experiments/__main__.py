@@ -1,11 +1,12 @@
 """`python -m training.experiments`: reproduce the paper's synthetic-data experiments.
 
 Writes to --out (default: out/experiments/<protocol>, which git ignores): runs.csv (every run),
-curves.csv.gz (every study run's loss after every epoch), label_correlation.csv, timing.json, the
-PNG figures and README.md. `--full` is the paper's protocol; `--quick` the same figures from fewer,
-smaller runs. The committed results in docs/results are regenerated only by pointing --out there.
-Every finished batch of runs is kept in <out>/partial/ until the end, so an interrupted run
-resumes: the same command again trains only what is missing.
+curves.csv.gz (every study run's loss after every epoch of its fixed budget),
+label_correlation.csv, timing.json, the PNG figures and README.md. `--full` is the paper's
+protocol; `--quick` the same figures from fewer, smaller runs. The committed results in
+docs/results are regenerated only by pointing --out there. Every finished batch of runs is kept in
+<out>/partial/ until the end, so an interrupted run resumes: the same command again trains only
+what is missing.
 """
 
 from __future__ import annotations
