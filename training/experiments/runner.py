@@ -32,14 +32,7 @@ from training.experiments.protocol import (
     min_epochs,
     train_config,
 )
-from training.models import MultiTaskModel
-from training.replicas import (
-    ReplicaResult,
-    ReplicaSplits,
-    build_replicas,
-    evaluate_replicas,
-    train_replicas,
-)
+from training.replicas import ReplicaSplits, build_replicas, evaluate_replicas, train_replicas
 
 if TYPE_CHECKING:
     from training.experiments.partial import PartialStore
@@ -93,19 +86,11 @@ def _stack(datasets: Sequence[synthetic.SyntheticDataset], split: str) -> Replic
     return ReplicaSplits.from_numpy([p.features for p in parts], [p.labels for p in parts])
 
 
-@dataclass
-class TrainedBatch:
-    """A batch trained: its data sets, stacked splits, replica models and training result."""
-
-    datasets: list[synthetic.SyntheticDataset]
-    splits: dict[str, ReplicaSplits]
-    replicas: list[MultiTaskModel]
-    result: ReplicaResult
-
-
-def train_batch(batch: Batch) -> TrainedBatch:
-    """Generate the batch's data sets and train its model on them as one batched replica model;
-    study runs also record their test loss after every epoch."""
+def run_batch(batch: Batch, threads: int = 1) -> Outcome:
+    """Train the batch's model on the batch's data sets; one record per run. Study runs also
+    record their training and test loss after every epoch of their fixed budget."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    torch.set_num_threads(threads)
     protocol, job = batch.protocol, batch.job
     setting = protocol.setting(job.setting)
     datasets = [synthetic.generate(data_config(protocol, setting, run)) for run in batch.runs]
@@ -114,6 +99,7 @@ def train_batch(batch: Batch) -> TrainedBatch:
     replicas = build_replicas(
         ModelConfig(architecture=job.model), 2, seeds, splits["train"].features
     )
+    keep_curves = job.study == "study"
     result = train_replicas(
         replicas,
         seeds,
@@ -122,24 +108,10 @@ def train_batch(batch: Batch) -> TrainedBatch:
         TASK_TYPES,
         train_config(protocol, job),
         show_progress=False,
-        test_split=splits["test"] if job.study == "study" else None,
+        test_split=splits["test"] if keep_curves else None,
         min_epochs=min_epochs(protocol, job),
     )
-    return TrainedBatch(datasets, splits, replicas, result)
-
-
-def run_batch(batch: Batch, threads: int = 1) -> Outcome:
-    """Train the batch's model on the batch's data sets; one record per run."""
-    started, cpu_started = time.perf_counter(), time.process_time()
-    torch.set_num_threads(threads)
-    protocol, job = batch.protocol, batch.job
-    setting = protocol.setting(job.setting)
-    trained = train_batch(batch)
-    datasets, result = trained.datasets, trained.result
-    keep_curves = job.study == "study"
-    test_losses = evaluate_replicas(
-        trained.replicas, result, trained.splits["test"], TASK_TYPES
-    )  # (R, T)
+    test_losses = evaluate_replicas(replicas, result, splits["test"], TASK_TYPES)  # (R, T)
     outcome = Outcome()
     for r, (run, dataset) in enumerate(zip(batch.runs, datasets, strict=True)):
         description = dataset.description()
