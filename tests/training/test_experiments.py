@@ -46,13 +46,15 @@ FIGURES = [
 ]
 LOSS_FIGURES = [name for name in FIGURES if name != "label_correlation.png"]
 MODELS = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
+BUDGET = {"main": 3, "fresh": 4}  # the tiny protocol's fixed budgets, in epochs
+CAP = {"main": 9, "fresh": 12}
 TINY = [
     "main.repeats=3",
-    "main.epochs=3",
-    "main.epoch_cap=9",
+    f"main.epochs={BUDGET['main']}",
+    f"main.epoch_cap={CAP['main']}",
     "fresh.repeats=2",
-    "fresh.epochs=4",
-    "fresh.epoch_cap=12",
+    f"fresh.epochs={BUDGET['fresh']}",
+    f"fresh.epoch_cap={CAP['fresh']}",
     "pilot_repeats=2",
     "sweep_correlations=[0.0,0.5,1.0]",
     "sweep_repeats=2",
@@ -195,12 +197,11 @@ def test_curves_hold_every_study_runs_every_budget_epoch_and_nothing_else(
     runs = [r for r in read_runs(results) if r["study"] == "study"]
     curves = read_curves(results)
     assert set(curves[0]) == {"setting", "model", "p", "lr", "seed", "step", "split", "loss"}
-    epochs = {"main": 3, "fresh": 4}
     expected = {
         (r["setting"], r["model"], float(r["p"]), int(r["seed"]), split, STEPS_PER_EPOCH * e)
         for r in runs
         for split in ("train", "test")
-        for e in range(1, epochs[r["setting"]] + 1)
+        for e in range(1, BUDGET[r["setting"]] + 1)
     }
     got = {
         (c["setting"], c["model"], float(c["p"]), int(c["seed"]), c["split"], int(c["step"]))
@@ -214,12 +215,11 @@ def test_study_runs_train_the_budget_then_stop_only_when_converged_or_capped(
     results: Path,
 ) -> None:
     runs = [r for r in read_runs(results) if r["study"] == "study"]
-    budget, cap, patience = {"main": 3, "fresh": 4}, {"main": 9, "fresh": 12}, QUICK.patience
     for run in runs:
         epochs_run, best = int(run["epochs_run"]), int(run["best_epoch"])
-        assert budget[run["setting"]] <= epochs_run <= cap[run["setting"]]
-        assert epochs_run == cap[run["setting"]] or epochs_run - best >= patience
-    assert any(int(r["epochs_run"]) > budget[r["setting"]] for r in runs)  # some went on
+        assert BUDGET[run["setting"]] <= epochs_run <= CAP[run["setting"]]
+        assert epochs_run == CAP[run["setting"]] or epochs_run - best >= QUICK.patience
+    assert any(int(r["epochs_run"]) > BUDGET[r["setting"]] for r in runs)  # some went on
 
 
 def test_the_test_curve_at_the_best_epoch_is_the_runs_final_loss(results: Path) -> None:
@@ -228,11 +228,10 @@ def test_the_test_curve_at_the_best_epoch_is_the_runs_final_loss(results: Path) 
         for c in read_curves(results)
         if c["split"] == "test"
     }
-    budget = {"main": 3, "fresh": 4}
     within_budget = [
         run
         for run in read_runs(results)
-        if run["study"] == "study" and int(run["best_epoch"]) <= budget[run["setting"]]
+        if run["study"] == "study" and int(run["best_epoch"]) <= BUDGET[run["setting"]]
     ]
     assert within_budget
     for run in within_budget:

@@ -127,12 +127,13 @@ def study_table(records: Sequence[dict], protocol: Protocol, setting: str) -> li
         "budget | unconverged | runs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    budget, cap = protocol.setting(setting).epochs, protocol.setting(setting).epoch_cap
     for model in MODELS:
         for p in protocol.correlations:
             runs = select(records, setting=setting, study="study", model=model, p=p)
             stats = cell_stats(runs)
-            late = len(unconverged(runs, protocol.setting(setting).epoch_cap))
-            past = sum(r["best_epoch"] > protocol.setting(setting).epochs for r in runs)
+            late = len(unconverged(runs, cap))
+            past = sum(r["best_epoch"] > budget for r in runs)
             for task in ("task_1", "task_2", "mean_of_tasks"):
                 s = stats[task]
                 name = task[-1] if task != "mean_of_tasks" else "mean"
